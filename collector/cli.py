@@ -1,0 +1,152 @@
+"""``sct``: the one command line (CONTRACT section 5). Parses arguments and calls one function.
+
+Exit codes: 0 done, 1 failed while running, 2 bad configuration, registry or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from collector import settings as config
+from collector.errors import ConfigError
+from devices.registry import RegistryError
+
+log = logging.getLogger("sct")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sct`` console script and ``python -m collector``."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    try:
+        code: int = args.run(args)
+        return code
+    except (ConfigError, RegistryError) as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sct", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    p = sub.add_parser("collect", help="run the collector service")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.set_defaults(run=_collect)
+
+    p = sub.add_parser("simulate", help="simulated devices publishing over MQTT")
+    p.add_argument("--registry", type=Path, required=True)
+    p.add_argument("--config", type=Path, help="TOML file; its [mqtt] section is used")
+    p.add_argument("--rate", type=float, default=100.0, help="readings per second (100)")
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument("--duration", type=float, help="seconds to run (default 60)")
+    bound.add_argument("--count", type=int, help="readings to publish, then stop")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--report", type=Path, help="also write the counts as JSON here")
+    p.set_defaults(run=_simulate)
+
+    p = sub.add_parser("registry", help="device registry tools")
+    rsub = p.add_subparsers(required=True, metavar="ACTION")
+    g = rsub.add_parser("generate", help="a registry of realistic communities, as YAML")
+    g.add_argument("--communities", type=int, required=True)
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--out", type=Path)
+    g.set_defaults(run=_registry_generate)
+
+    p = sub.add_parser("deadletter", help="the refused messages, with their reasons")
+    dsub = p.add_subparsers(required=True, metavar="ACTION")
+    d = dsub.add_parser("list", help="show what was refused and why")
+    d.add_argument("--config", type=Path)
+    d.add_argument("--reason", help="only this reason code")
+    d.add_argument("--limit", type=int, default=100, help="at most this many, newest (100)")
+    d.add_argument("--json", action="store_true", help="one JSON record a line")
+    d.set_defaults(run=_deadletter_list)
+
+    p = sub.add_parser("demo", help="the whole thing on one machine, from nothing")
+    p.add_argument("--communities", type=int, default=20)
+    p.add_argument("--rate", type=float, default=500.0)
+    p.add_argument("--duration", type=float, help="stop after this many seconds "
+                   "(default: run until Ctrl-C)")
+    p.add_argument("--keep", type=Path, help="keep data here instead of a temporary dir")
+    p.set_defaults(run=_demo)
+    return parser
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from collector.app import serve
+
+    settings = config.load(args.config)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from devices import registry
+    from simulators.publisher import Plan, simulate
+
+    settings = config.load(args.config)
+    if args.rate <= 0:
+        raise ConfigError("--rate must be above 0")
+    reg = registry.load(args.registry)
+    # Every run is bounded: a count alone still stops after an hour.
+    duration = args.duration if args.duration is not None else (
+        3600.0 if args.count is not None else 60.0)
+    plan = Plan(rate=args.rate, duration=duration, count=args.count, seed=args.seed,
+                root=settings.mqtt.topic_root)
+    published = asyncio.run(simulate(reg, settings.mqtt.url, plan))
+    print(published.table(), flush=True)
+    if args.report:
+        args.report.write_bytes(orjson.dumps({"readings": published.readings,
+                                              "events": published.events}))
+    return 0
+
+
+def _registry_generate(args: argparse.Namespace) -> int:
+    from simulators.registry_gen import generate, to_yaml
+
+    if args.communities < 1:
+        raise ConfigError("--communities must be at least 1")
+    text = to_yaml(generate(args.communities, args.seed))
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _deadletter_list(args: argparse.Namespace) -> int:
+    from collections import deque
+
+    from collector.deadletter import DeadLetterStore, to_json
+
+    settings = config.load(args.config)
+    store = DeadLetterStore(settings.storage.dir, 0)
+    shown = deque(store.read(args.reason), maxlen=max(1, args.limit))
+    for reject in shown:
+        if args.json:
+            sys.stdout.buffer.write(to_json(reject))
+        else:
+            payload = reject.payload[:120].decode("utf-8", "replace")
+            print(f"{reject.received_ms}  {reject.reason:<18} {reject.topic}\n"
+                  f"    {reject.detail}\n    payload: {payload}")
+    if not args.json:
+        print(f"{len(shown)} shown from {store.path}", file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from collector.demo import Demo
+
+    return Demo(args.communities, args.rate, args.duration, args.keep).run()

@@ -1,0 +1,102 @@
+"""Dead letters: every refused message or object, kept on disk with its reason.
+
+One JSON object a line in ``<storage.dir>/deadletters.jsonl``:
+``{"received": "...Z", "received_ms": 0, "topic": "...", "reason": "...", "detail": "...",
+"payload": "<text>"}`` (``payload_b64`` instead when the bytes are not UTF-8). Appending
+is bounded by ``storage.deadletter_max_mb``; past it, refusals are counted and logged, not
+kept, so a flood of garbage cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from collector.records import Reject
+
+log = logging.getLogger(__name__)
+
+FILENAME = "deadletters.jsonl"
+
+
+def to_json(reject: Reject) -> bytes:
+    """One dead-letter record as a JSON line (with its newline)."""
+    record: dict[str, Any] = {
+        "received": datetime.fromtimestamp(reject.received_ms / 1000, UTC)
+        .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "received_ms": reject.received_ms,
+        "topic": reject.topic,
+        "reason": reject.reason,
+        "detail": reject.detail,
+    }
+    try:
+        record["payload"] = reject.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        record["payload_b64"] = base64.b64encode(reject.payload).decode("ascii")
+    return orjson.dumps(record) + b"\n"
+
+
+def from_json(line: bytes) -> Reject:
+    """Read back one record written by :func:`to_json`."""
+    record = orjson.loads(line)
+    if "payload_b64" in record:
+        payload = base64.b64decode(record["payload_b64"])
+    else:
+        payload = record["payload"].encode("utf-8")
+    return Reject(record["topic"], payload, record["reason"], record["detail"],
+                  record["received_ms"])
+
+
+class DeadLetterStore:
+    """Appends refusals to the dead-letter file; reads them back for ``sct deadletter``."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.path = directory / FILENAME
+        self._max_bytes = max_bytes
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self.dropped = 0
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("ab")
+        self._size = self._file.tell()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def add(self, reject: Reject) -> bool:
+        """Keep one refusal; False when the store is full and it was only counted."""
+        if self._file is None:
+            self.open()
+        assert self._file is not None
+        line = to_json(reject)
+        if self._size + len(line) > self._max_bytes:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.error("dead-letter store %s is full (%d bytes); %d refusals not kept",
+                          self.path, self._max_bytes, self.dropped)
+            return False
+        self._file.write(line)
+        self._file.flush()
+        self._size += len(line)
+        return True
+
+    def read(self, reason: str | None = None) -> Iterator[Reject]:
+        """Every kept refusal, oldest first, optionally only those with ``reason``."""
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    reject = from_json(line)
+                    if reason is None or reject.reason == reason:
+                        yield reject

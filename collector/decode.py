@@ -1,0 +1,143 @@
+"""Decode: bytes -> validated pydantic objects, one per reading or event, or a Reject each.
+
+Pure and synchronous. A payload is one JSON object or an array of objects; in an array the
+good objects go on and each bad one is refused with its own reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from collector.errors import Rejected
+from collector.records import Inbound, Reject
+from collector.settings import ValidationSettings
+from devices import topics
+from devices.payloads import EVENT_MODELS, TELEMETRY_MODELS, Envelope
+from devices.topics import DeviceTopic
+
+STATUS_VALUES = {"online": True, "offline": False}
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One accepted object: a telemetry reading, an event, or a status change.
+
+    ``body`` is the validated model (None for status); ``online`` is set for status only;
+    ``obj`` is the JSON value it came from, kept so a later stage can dead-letter it alone.
+    """
+
+    where: DeviceTopic
+    body: Envelope | None
+    ts_ms: int
+    online: bool | None
+    obj: Any
+
+
+class Decoder:
+    """Turns :class:`Inbound` messages into :class:`Decoded` objects and :class:`Reject` s."""
+
+    def __init__(self, settings: ValidationSettings, topic_root: str) -> None:
+        self._settings = settings
+        self._root = topic_root
+        self._max_age_ms = int(settings.max_age_days * 86_400_000)
+        self._max_future_ms = int(settings.max_future_s * 1000)
+
+    def decode(self, msg: Inbound) -> tuple[list[Decoded], list[Reject]]:
+        """Decode one message into accepted objects and refusals."""
+        try:
+            where, objects = self._open(msg)
+        except Rejected as exc:
+            payload = msg.payload[: self._settings.max_payload_bytes]
+            return [], [Reject(msg.topic, payload, exc.reason, exc.detail, msg.received_ms)]
+        accepted: list[Decoded] = []
+        rejects: list[Reject] = []
+        for obj in objects:
+            try:
+                accepted.append(self._one(where, obj, msg.received_ms))
+            except Rejected as exc:
+                raw = msg.payload if len(objects) == 1 else orjson.dumps(obj)
+                rejects.append(Reject(msg.topic, raw, exc.reason, exc.detail, msg.received_ms))
+        return accepted, rejects
+
+    def _open(self, msg: Inbound) -> tuple[DeviceTopic, list[Any]]:
+        size, limit = len(msg.payload), self._settings.max_payload_bytes
+        if size > limit:
+            raise Rejected("too_large", f"payload of {size} bytes is over the {limit}-byte limit")
+        try:
+            where = topics.parse(msg.topic, self._root)
+        except topics.TopicError as exc:
+            raise Rejected("bad_topic", str(exc)) from exc
+        if where.channel == "status":
+            return where, [_status_text(msg.payload)]
+        try:
+            value = orjson.loads(msg.payload)
+        except orjson.JSONDecodeError as exc:
+            raise Rejected("bad_json", f"not JSON: {exc}") from exc
+        if isinstance(value, dict):
+            return where, [value]
+        if isinstance(value, list) and value:
+            return where, value
+        raise Rejected("bad_json", "payload must be a JSON object or a non-empty array of objects")
+
+    def _one(self, where: DeviceTopic, obj: Any, received_ms: int) -> Decoded:
+        if where.channel == "status":
+            return Decoded(where, None, received_ms, STATUS_VALUES[obj], obj)
+        if not isinstance(obj, dict):
+            raise Rejected("bad_json", f"array item is {type(obj).__name__}, not an object")
+        body = self._validate(where, obj)
+        if body.device is not None and body.device != where.device:
+            raise Rejected("device_mismatch",
+                           f"payload device {body.device!r} is not the topic's {where.device!r}")
+        ts_ms = received_ms if body.ts is None else body.ts
+        if ts_ms > received_ms + self._max_future_ms:
+            ahead = (ts_ms - received_ms) / 1000
+            raise Rejected("ts_future", f"ts is {ahead:.0f} s ahead of the collector's clock")
+        if ts_ms < received_ms - self._max_age_ms:
+            days = (received_ms - ts_ms) / 86_400_000
+            raise Rejected("ts_too_old", f"ts is {days:.1f} days old, over the "
+                           f"{self._settings.max_age_days:g}-day limit")
+        return Decoded(where, body, ts_ms, None, obj)
+
+    @staticmethod
+    def _validate(where: DeviceTopic, obj: dict[str, Any]) -> Envelope:
+        try:
+            if where.channel == "telemetry":
+                return TELEMETRY_MODELS[where.kind].model_validate(obj)
+            adapter = EVENT_MODELS.get(where.kind)
+            if adapter is None:
+                raise Rejected("invalid", f"kind {where.kind!r} has no events")
+            event: Envelope = adapter.validate_python(obj)
+            return event
+        except ValidationError as exc:
+            raise Rejected("invalid", explain(exc, union_tag=obj.get("type"))) from exc
+
+
+def explain(exc: ValidationError, union_tag: Any = None) -> str:
+    """A one-line account of a validation failure, naming each field and the reason.
+
+    ``union_tag`` is the event's ``type``, which pydantic puts in front of the field name.
+    """
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc_parts = list(err["loc"])
+        if loc_parts and union_tag is not None and loc_parts[0] == union_tag:
+            loc_parts = loc_parts[1:]
+        loc = ".".join(str(p) for p in loc_parts)
+        field = f"field {loc!r}: " if loc else ""
+        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r})"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{field}unknown field")
+        else:
+            parts.append(f"{field}{err['msg']}{got}")
+    return "; ".join(parts)
+
+
+def _status_text(payload: bytes) -> str:
+    text = payload.strip().strip(b'"').decode("utf-8", "replace").lower()
+    if text not in STATUS_VALUES:
+        raise Rejected("invalid", f"status must be 'online' or 'offline', got {text[:40]!r}")
+    return text

@@ -1,0 +1,80 @@
+"""Enrich: a decoded object + the registry -> an InfluxDB point, or a Reject.
+
+The registry is the authority on where a device is and what it is: a topic that names
+another community or kind than the registry does is refused, not corrected.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from collector.decode import Decoded
+from collector.errors import Rejected
+from collector.records import Reject
+from devices import schema
+from devices.payloads import Event, Telemetry
+from devices.registry import Device, Registry
+from devices.schema import Point
+
+
+class Enricher:
+    """Looks devices up in the registry and builds points with their tags."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def enrich(self, item: Decoded, topic: str, received_ms: int) -> Point | Reject:
+        """The point for ``item``, or the reason it is refused."""
+        try:
+            device = self._device(item)
+        except Rejected as exc:
+            payload = orjson.dumps(item.obj)
+            return Reject(topic, payload, exc.reason, exc.detail, received_ms)
+        if item.online is not None:
+            return _status_point(device, item)
+        if isinstance(item.body, Telemetry):
+            return _reading_point(device, item.body, item.ts_ms)
+        assert isinstance(item.body, Event)
+        return _event_point(device, item.body, item.ts_ms)
+
+    def _device(self, item: Decoded) -> Device:
+        where = item.where
+        device = self._registry.device(where.device)
+        if device is None:
+            raise Rejected("unknown_device", f"device {where.device!r} is not in the registry")
+        if device.community.id != where.community:
+            raise Rejected("community_mismatch", f"topic says community {where.community!r}, "
+                           f"the registry says {device.community.id!r}")
+        if device.kind != where.kind:
+            raise Rejected("kind_mismatch",
+                           f"topic says kind {where.kind!r}, the registry says {device.kind!r}")
+        return device
+
+
+def _reading_point(device: Device, body: Telemetry, ts_ms: int) -> Point:
+    tags = [(schema.CITY, device.community.city), (schema.COMMUNITY, device.community.id),
+            (schema.DEVICE, device.id), (schema.DISTRICT, device.community.district)]
+    if device.kind_tag:
+        tags.append(device.kind_tag)
+    fields = tuple((name, value) for name in schema.FIELDS[device.kind]
+                   if (value := getattr(body, name)) is not None)
+    return Point(schema.measurement(device.kind), tuple(sorted(tags)), fields, ts_ms)
+
+
+def _event_point(device: Device, body: Event, ts_ms: int) -> Point:
+    tags = ((schema.CITY, device.community.city), (schema.COMMUNITY, device.community.id),
+            (schema.DEVICE, device.id), (schema.KIND, device.kind), (schema.TYPE, body.type))
+    fields: list[tuple[str, schema.FieldValue]] = [(schema.EVENT_COUNT_FIELD, 1)]
+    for name in schema.EVENT_VALUE_FIELDS:
+        value = getattr(body, name, None)
+        if value is not None:
+            fields.append((name, value))
+    return Point(schema.EVENT, tags, tuple(fields), ts_ms)
+
+
+def _status_point(device: Device, item: Decoded) -> Point:
+    tags = ((schema.CITY, device.community.city), (schema.COMMUNITY, device.community.id),
+            (schema.DEVICE, device.id), (schema.KIND, device.kind))
+    reason = "reported online" if item.online else "reported offline (or its last will)"
+    fields = ((schema.STATUS_ONLINE, bool(item.online)), (schema.STATUS_REASON, reason))
+    return Point(schema.DEVICE_STATUS, tags, fields, item.ts_ms)

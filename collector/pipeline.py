@@ -1,0 +1,56 @@
+"""The synchronous middle of the flow: one message -> line-protocol lines and refusals.
+
+    Inbound --decode--> Decoded --enrich--> Point --encode--> line
+         \\______________\\______________> Reject (reason, detail)
+
+No I/O and no event loop: the ends (source, sink, dead letters) are wired in ``app.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from collector.decode import Decoder
+from collector.enrich import Enricher
+from collector.metrics import Counters
+from collector.records import Inbound, Reject
+from collector.sink.lineprotocol import encode
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Decode, enrich and encode one message, counting what happens."""
+
+    def __init__(self, decoder: Decoder, enricher: Enricher, counters: Counters) -> None:
+        self._decoder = decoder
+        self._enricher = enricher
+        self._counters = counters
+
+    def process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
+        """The lines to write and the refusals to keep for one message."""
+        self._counters.received += 1
+        try:
+            lines, rejects = self._process(msg)
+        except Exception as exc:
+            # A bug of ours must not stop the collector nor lose the message: it is kept
+            # in the dead letters, to be replayed once the bug is fixed.
+            log.exception("internal error on a message from %s", msg.topic)
+            lines = []
+            rejects = [Reject(msg.topic, msg.payload, "internal_error",
+                              f"{type(exc).__name__}: {exc}", msg.received_ms)]
+        self._counters.accepted += len(lines)
+        for reject in rejects:
+            self._counters.reject(reject.reason)
+        return lines, rejects
+
+    def _process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
+        decoded, rejects = self._decoder.decode(msg)
+        lines: list[bytes] = []
+        for item in decoded:
+            out = self._enricher.enrich(item, msg.topic, msg.received_ms)
+            if isinstance(out, Reject):
+                rejects.append(out)
+            else:
+                lines.append(encode(out))
+        return lines, rejects

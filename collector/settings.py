@@ -1,0 +1,173 @@
+"""One typed configuration tree: defaults, then a TOML file, then ``SCT_<SECTION>__<KEY>``.
+
+Validated once at start-up; each component receives its own section. A bad value stops
+the program with a message naming the key (see :func:`load`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from collector.errors import ConfigError
+from devices.schema import DEFAULT_DATABASE
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttSettings(Section):
+    """The broker the collector subscribes to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str = "sct-collector"
+    topic_root: str = "sc"
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    #: Messages read from the broker but not yet decoded. Past it the collector stops
+    #: reading the socket, so the broker holds the rest (nothing is dropped).
+    max_pending_messages: Annotated[int, Field(ge=10)] = 10_000
+    reconnect_min_s: Positive = 0.5
+    reconnect_max_s: Positive = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError("must look like mqtt://host:port")
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 1883
+
+
+class InfluxSettings(Section):
+    """Where readings are written, and how."""
+
+    url: str = "http://127.0.0.1:8086"
+    api: Literal["v1", "v2"] = "v1"
+    database: str = DEFAULT_DATABASE
+    username: str | None = None
+    password: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+    create_database: bool = True
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5_000
+    flush_interval_s: Positive = 1.0
+    max_pending_batches: Annotated[int, Field(ge=1)] = 8
+    timeout_s: Positive = 10.0
+    retry_min_s: Positive = 0.2
+    retry_max_s: Positive = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must look like http://host:port")
+        return value.rstrip("/")
+
+
+class RegistrySettings(Section):
+    path: Path = Path("registry.yaml")
+
+
+class StorageSettings(Section):
+    """The collector's own files: dead letters (and later the spool and detector state)."""
+
+    dir: Path = Path("var")
+    deadletter_max_mb: Positive = 1024.0
+
+
+class ValidationSettings(Section):
+    """What the decoder accepts."""
+
+    max_payload_bytes: Annotated[int, Field(ge=64)] = 256 * 1024
+    max_age_days: Positive = 30.0
+    max_future_s: Annotated[float, Field(ge=0)] = 300.0
+
+
+class MetricsSettings(Section):
+    instance: str = "sct-1"
+    interval_s: Positive = 10.0
+
+
+class Settings(BaseSettings):
+    """The whole configuration tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCT_", env_nested_delimiter="__", extra="forbid", case_sensitive=False,
+    )
+
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    registry: RegistrySettings = RegistrySettings()
+    storage: StorageSettings = StorageSettings()
+    validation: ValidationSettings = ValidationSettings()
+    metrics: MetricsSettings = MetricsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over the TOML file over the defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load(path: str | Path | None = None) -> Settings:
+    """Read the configuration: the TOML file at ``path`` (if any) under the environment.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a value is invalid; the message
+            names every bad key as ``section.key`` and its environment variable.
+    """
+    toml_file = None
+    if path is not None:
+        toml_file = Path(path)
+        if not toml_file.is_file():
+            raise ConfigError(f"configuration file {toml_file} does not exist")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=toml_file)
+
+    try:
+        loaded = _FromFile()
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from exc
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"configuration file {toml_file}: {exc}") from exc
+    return loaded
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        env = "SCT_" + "__".join(str(part).upper() for part in err["loc"])
+        lines.append(f"  {key}: {err['msg']} (set in the TOML file or {env})")
+    return "\n".join(lines)

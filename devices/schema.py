@@ -1,0 +1,74 @@
+"""The InfluxDB contract (CONTRACT section 4): every measurement, tag and field name, once.
+
+Collector, simulators and dashboards import names from here, never spell them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from devices.payloads import KINDS, TELEMETRY_MODELS, reading_fields
+
+DEFAULT_DATABASE = "smart_community"
+PRECISION = "ms"
+
+# Measurements besides the one per kind.
+EVENT = "event"
+DEVICE_STATUS = "device_status"
+ALERT = "alert"
+COMMUNITY_KPI = "community_kpi"
+COLLECTOR = "collector"
+
+# Tag keys.
+CITY = "city"
+DISTRICT = "district"
+COMMUNITY = "community"
+DEVICE = "device"
+KIND = "kind"
+TYPE = "type"
+INSTANCE = "instance"
+
+#: Tags of every per-kind measurement, before the kind-specific one.
+READING_TAGS = (CITY, DISTRICT, COMMUNITY, DEVICE)
+
+#: The registry attribute that becomes a tag for the kinds that have one.
+KIND_TAG: dict[str, str] = {"waste_bin": "category", "water_meter": "role"}
+KIND_TAG_VALUES: dict[str, tuple[str, ...]] = {
+    "category": ("kitchen", "recyclable", "hazardous", "other"),
+    "role": ("inlet", "building", "rainwater"),
+}
+
+#: The reading fields of each kind's measurement.
+FIELDS: dict[str, tuple[str, ...]] = {
+    kind: reading_fields(TELEMETRY_MODELS[kind]) for kind in KINDS
+}
+
+EVENT_TAGS = (CITY, COMMUNITY, DEVICE, KIND, TYPE)
+EVENT_COUNT_FIELD = "n"
+#: Event fields written besides ``n=1i``: value (float), result, method, code (text).
+EVENT_VALUE_FIELDS = ("value", "result", "method", "code")
+STATUS_TAGS = (CITY, COMMUNITY, DEVICE, KIND)
+STATUS_ONLINE = "online"
+STATUS_REASON = "reason"
+
+
+def measurement(kind: str) -> str:
+    """The measurement holding ``kind``'s telemetry."""
+    return kind
+
+
+FieldValue = float | int | bool | str
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One InfluxDB point. ``fields`` keep their Python type: float, int, bool or str.
+
+    Integers are written with the ``i`` suffix; readings are always floats, so a
+    reading field never changes type.
+    """
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    ts_ms: int

@@ -1,0 +1,172 @@
+"""Real Mosquitto and InfluxDB as child processes, for the demo and the tests.
+
+Each listens on 127.0.0.1 only, on a free port, with its data in a temporary folder, and is
+stopped by its own PID. Nothing here downloads anything: the binaries come from Debian's
+``mosquitto`` and ``influxdb`` packages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MOSQUITTO = "mosquitto"
+INFLUXD = "influxd"
+
+
+class ServerError(RuntimeError):
+    """Raised when a server binary is missing or does not come up in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find(binary: str, package: str) -> str:
+    """The path of ``binary``, or a ServerError saying which Debian package provides it."""
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/usr/bin")
+    if path is None:
+        raise ServerError(f"{binary} is not installed: apt-get install {package} "
+                          f"(make test and make demo do this when run as root)")
+    return path
+
+
+def _raise_fd_limit() -> None:
+    # One connection per simulated device: a broker needs more than the usual 1024 files.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+
+@dataclass
+class Server:
+    """A running child server: its process, port and folder."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop this server (SIGTERM, then SIGKILL) by its own PID."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _spawn(name: str, argv: list[str], port: int, workdir: Path) -> Server:
+    log = (workdir / f"{name}.log").open("wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                               preexec_fn=_raise_fd_limit, start_new_session=True)
+    return Server(name, process, port, workdir)
+
+
+def _wait(server: Server, ready: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise ServerError(f"{server.name} exited with {server.process.returncode}:\n"
+                              f"{server.log_tail()}")
+        if ready():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    server.stop()
+    raise ServerError(f"{server.name} did not come up in {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_mosquitto(workdir: Path, timeout: float = 15.0) -> Server:
+    """Start Mosquitto on a free loopback port, persistence on, generous queues."""
+    binary = find(MOSQUITTO, "mosquitto")
+    port = free_port()
+    (workdir / "mosquitto-data").mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"  # loopback-only development broker; see issue on ACLs
+        "persistence true\n"
+        f"persistence_location {workdir / 'mosquitto-data'}/\n"
+        "autosave_interval 30\n"
+        # The stock 1000 silently drops messages for an absent persistent session.
+        "max_queued_messages 2000000\n"
+        "max_queued_bytes 0\n"
+        "max_inflight_messages 100\n"
+        "log_dest stderr\n"
+        "log_type error\nlog_type warning\n"
+    )
+    server = _spawn("mosquitto", [binary, "-c", str(conf)], port, workdir)
+    _wait(server, lambda: _port_open(port), timeout)
+    return server
+
+
+def start_influxd(workdir: Path, timeout: float = 30.0) -> Server:
+    """Start InfluxDB 1.x on a free loopback port with its data in ``workdir``."""
+    binary = find(INFLUXD, "influxdb")
+    port, rpc_port = free_port(), free_port()
+    conf = workdir / "influxdb.conf"
+    conf.write_text(
+        "reporting-disabled = true\n"
+        f'bind-address = "127.0.0.1:{rpc_port}"\n'
+        f'[meta]\n  dir = "{workdir / "meta"}"\n'
+        f'[data]\n  dir = "{workdir / "data"}"\n  wal-dir = "{workdir / "wal"}"\n'
+        '  query-log-enabled = false\n  index-version = "inmem"\n'
+        "[monitor]\n  store-enabled = false\n"
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        "  max-body-size = 0\n"
+        '[logging]\n  level = "warn"\n'
+    )
+    server = _spawn("influxd", [binary, "-config", str(conf)], port, workdir)
+    _wait(server, lambda: _influx_ping(port), timeout)
+    return server
+
+
+def _influx_ping(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=0.5) as resp:
+            return bool(resp.status == 204)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def running(start: str, workdir: Path | None = None) -> Iterator[Server]:
+    """``with running("mosquitto") as broker:`` starts a server and always stops it."""
+    starter = {"mosquitto": start_mosquitto, "influxd": start_influxd}[start]
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"sct-{start}-")))
+        server = starter(workdir)
+        stack.callback(server.stop)
+        yield server
