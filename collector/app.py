@@ -10,7 +10,6 @@ broker, flush what is pending, write a last self-metrics point, then close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -111,15 +110,3 @@ class Collector:
         log.error("InfluxDB refused a line, kept in the dead letters: %s", server_text)
         self.deadletters.add(Reject("influx:write", line, "influx_rejected", server_text,
                                     int(time.time() * 1000)))
-
-
-async def serve(settings: Settings) -> None:
-    """Run a collector until SIGTERM or SIGINT."""
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    await Collector(settings).run(stop)

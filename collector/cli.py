@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -85,10 +87,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from collector.app import serve
+    from collector.app import Collector
 
     settings = config.load(args.config)
-    asyncio.run(serve(settings))
+    asyncio.run(_until_signal(Collector(settings).run))
     return 0
 
 
@@ -105,12 +107,21 @@ def _simulate(args: argparse.Namespace) -> int:
         3600.0 if args.count is not None else 60.0)
     plan = Plan(rate=args.rate, duration=duration, count=args.count, seed=args.seed,
                 root=settings.mqtt.topic_root)
-    published = asyncio.run(simulate(reg, settings.mqtt.url, plan))
+    published = asyncio.run(_until_signal(simulate, reg, settings.mqtt.url, plan))
     print(published.table(), flush=True)
     if args.report:
         args.report.write_bytes(orjson.dumps({"readings": published.readings,
                                               "events": published.events}))
     return 0
+
+
+async def _until_signal(run: Any, *args: Any) -> Any:
+    """Await ``run(*args, stop)``, setting ``stop`` on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await run(*args, stop)
 
 
 def _registry_generate(args: argparse.Namespace) -> int:

@@ -61,8 +61,9 @@ class Plan:
 class _Fleet:
     """The devices, their connections and the schedule that says who publishes next."""
 
-    def __init__(self, registry: Registry, plan: Plan) -> None:
+    def __init__(self, registry: Registry, plan: Plan, stop: asyncio.Event) -> None:
         self.plan = plan
+        self.stop = stop
         now = time.time()
         rng = random.Random(plan.seed)
         self.devices = [SimDevice(d, random.Random(rng.getrandbits(64)), now)
@@ -86,9 +87,13 @@ class _Fleet:
         return ts
 
 
-async def simulate(registry: Registry, mqtt_url: str, plan: Plan) -> Published:
-    """Run the fleet until the plan's count or duration is reached; what was published."""
-    fleet = _Fleet(registry, plan)
+async def simulate(registry: Registry, mqtt_url: str, plan: Plan,
+                   stop: asyncio.Event | None = None) -> Published:
+    """Run the fleet until the plan's count or duration is reached, or ``stop`` is set.
+
+    Returns what the broker acknowledged, per kind.
+    """
+    fleet = _Fleet(registry, plan, stop or asyncio.Event())
     published = Published()
     async with contextlib.AsyncExitStack() as stack:
         await _connect_all(fleet, mqtt_url, stack)
@@ -130,7 +135,7 @@ async def _publish_loop(fleet: _Fleet, published: Published) -> None:
     in_flight: set[asyncio.Task[None]] = set()
     gate = asyncio.Semaphore(2000)
     scheduled = 0
-    while scheduled < limit and time.monotonic() < deadline:
+    while scheduled < limit and time.monotonic() < deadline and not fleet.stop.is_set():
         due, i = fleet.schedule[0]
         wait = due - time.monotonic()
         if wait > 0:

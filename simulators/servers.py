@@ -7,18 +7,23 @@ stopped by its own PID. Nothing here downloads anything: the binaries come from 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import resource
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MOSQUITTO = "mosquitto"
 INFLUXD = "influxd"
@@ -170,3 +175,57 @@ def running(start: str, workdir: Path | None = None) -> Iterator[Server]:
         server = starter(workdir)
         stack.callback(server.stop)
         yield server
+
+
+class EmbeddedBroker:
+    """An amqtt broker in a thread of this process, for a demo where Mosquitto is missing.
+
+    It is 30-50 times slower than Mosquitto: fine to watch, not for load.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._loop: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:
+            raise ServerError("neither Mosquitto (apt-get install mosquitto) nor amqtt "
+                              "(pip install 'sct[embedded-broker]') is installed") from exc
+        config = {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+                  "auth": {"allow-anonymous": True}, "topic-check": {"enabled": False}}
+        async def start() -> Any:
+            broker = Broker(config)  # built inside its own loop's thread
+            await broker.start()
+            return broker
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="amqtt")
+        self._thread.start()
+        self._broker = asyncio.run_coroutine_threadsafe(start(), self._loop).result(timeout)
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        with contextlib.suppress(Exception):  # best effort at exit; the thread is a daemon
+            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def influx_query(url: str, database: str, query: str, timeout: float = 10.0) -> list[Any]:
+    """Run InfluxQL on a 1.x server; the ``series`` of the first statement (empty if none).
+
+    Raises:
+        ServerError: the server answered with an error.
+    """
+    params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "ms"})
+    with urllib.request.urlopen(f"{url}/query?{params}", timeout=timeout) as resp:
+        body = json.load(resp)
+    result = body["results"][0]
+    if "error" in result:
+        raise ServerError(f"InfluxDB refused {query!r}: {result['error']}")
+    series: list[Any] = result.get("series", [])
+    return series

@@ -1,0 +1,43 @@
+# sct: the two commands that matter are `make demo` and `make test`.
+# Both install what they need first: Debian's mosquitto and influxdb (when root) and the
+# Python packages into .venv.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+BIN     := $(VENV)/bin
+DEMO_ARGS ?=
+
+.PHONY: demo test lint unit system-deps install clean
+
+demo: system-deps install
+	$(BIN)/sct demo $(DEMO_ARGS)
+
+test: system-deps install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not integration"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,embedded-broker]'
+	touch $@
+
+# Mosquitto and InfluxDB 1.x from Debian. One `apt-get update`, only when something is missing.
+system-deps:
+	@if [ -x /usr/sbin/mosquitto ] && [ -x /usr/bin/influxd ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "mosquitto or influxd missing: run 'sudo apt-get install mosquitto influxdb'" >&2; \
+	  exit 1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients influxdb \
+	  influxdb-client >/dev/null
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

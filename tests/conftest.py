@@ -1,0 +1,105 @@
+"""Shared fixtures. Integration fixtures start the real Mosquitto and InfluxDB.
+
+A missing server binary is an error, never a skip: ``make test`` installs them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devices.schema import DEFAULT_DATABASE
+from simulators import servers
+from simulators.registry_gen import generate, to_yaml
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str,
+             every: float = 0.1) -> object:
+    """Poll ``condition`` until it returns something true; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    server = servers.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    server = servers.start_influxd(tmp_path_factory.mktemp("influxdb"))
+    yield server
+    server.stop()
+
+
+@dataclass
+class Stack:
+    """A running collector against the session's servers, with its files."""
+
+    workdir: Path
+    registry: Path
+    env: dict[str, str]
+    mqtt_port: int
+    influx_url: str
+    database: str
+    collector: subprocess.Popen[bytes]
+
+    def query(self, q: str) -> list[dict]:
+        return servers.influx_query(self.influx_url, self.database, q)
+
+    def sct(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "collector", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def log(self) -> str:
+        return (self.workdir / "collector.log").read_text(errors="replace")
+
+
+def start_stack(workdir: Path, mosquitto: servers.Server, influxdb: servers.Server,
+                database: str, communities: int = 20, client_id: str = "sct-test") -> Stack:
+    registry = workdir / "registry.yaml"
+    registry.write_text(to_yaml(generate(communities, seed=7)), encoding="utf-8")
+    env = dict(os.environ,
+               SCT_MQTT__URL=f"mqtt://127.0.0.1:{mosquitto.port}",
+               SCT_MQTT__CLIENT_ID=client_id,
+               SCT_INFLUX__URL=f"http://127.0.0.1:{influxdb.port}",
+               SCT_INFLUX__DATABASE=database,
+               SCT_INFLUX__FLUSH_INTERVAL_S="0.2",
+               SCT_REGISTRY__PATH=str(registry),
+               SCT_STORAGE__DIR=str(workdir / "var"),
+               SCT_METRICS__INTERVAL_S="1")
+    log = (workdir / "collector.log").open("wb")
+    collector = subprocess.Popen([sys.executable, "-m", "collector", "collect"], env=env,
+                                 stdout=log, stderr=subprocess.STDOUT)
+    stack = Stack(workdir, registry, env, mosquitto.port, f"http://127.0.0.1:{influxdb.port}",
+                  database, collector)
+    wait_for(lambda: "subscribed to" in stack.log() or collector.poll() is not None, 30,
+             "the collector to subscribe")
+    assert collector.poll() is None, stack.log()
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, mosquitto: servers.Server,
+          influxdb: servers.Server) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"), mosquitto, influxdb,
+                          DEFAULT_DATABASE)
+    yield running
+    if running.collector.poll() is None:
+        running.collector.kill()
+        running.collector.wait()

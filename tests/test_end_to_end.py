@@ -1,0 +1,166 @@
+"""End to end on the real servers: simulator -> Mosquitto -> collector -> InfluxDB.
+
+The tests in this module share one collector and run in order: the simulated load, then
+every kind of bad input, then a graceful stop.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections import Counter
+
+import orjson
+import paho.mqtt.client as paho
+import pytest
+import yaml
+
+from conftest import Stack, wait_for
+from devices import schema
+from devices.payloads import KINDS
+
+pytestmark = pytest.mark.integration
+
+READINGS = 20_000
+
+
+def published_counts(stdout: str) -> tuple[Counter[str], Counter[str]]:
+    """Readings and events per kind from the simulator's closing table."""
+    readings: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    for kind, n_readings, n_events in re.findall(r"^(\w+)\s+(\d+)\s+(\d+)$", stdout, re.M):
+        if kind in KINDS:
+            readings[kind], events[kind] = int(n_readings), int(n_events)
+    return readings, events
+
+
+def points_per_kind(stack: Stack) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for kind in KINDS:
+        for series in stack.query(f'SELECT count(*) FROM "{kind}"'):
+            found[kind] = max(v for v in series["values"][0][1:] if v is not None)
+    return found
+
+
+def events_per_kind(stack: Stack) -> Counter[str]:
+    found: Counter[str] = Counter()
+    for series in stack.query(f"SELECT count({schema.EVENT_COUNT_FIELD}) FROM {schema.EVENT} "
+                              f"GROUP BY {schema.KIND}"):
+        found[series["tags"][schema.KIND]] = series["values"][0][1]
+    return found
+
+
+def test_every_simulated_reading_lands_once_with_its_tags(stack: Stack) -> None:
+    run = stack.sct("simulate", "--registry", str(stack.registry), "--count", str(READINGS),
+                    "--rate", "4000", "--seed", "3", timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    readings, events = published_counts(run.stdout)
+    assert sum(readings.values()) == READINGS
+    assert set(readings) == set(KINDS), "every kind publishes"
+
+    wait_for(lambda: points_per_kind(stack) == readings and events_per_kind(stack) == events,
+             90, "InfluxDB to hold exactly what the simulator published")
+
+    registry = yaml.safe_load(stack.registry.read_text())
+    communities = {c["id"]: c for c in registry["communities"]}
+    expected = {}
+    for device in registry["devices"]:
+        community = communities[device["community"]]
+        tags = {"city": community["city"], "district": community["district"],
+                "community": community["id"]}
+        if device["kind"] in schema.KIND_TAG:
+            key = schema.KIND_TAG[device["kind"]]
+            tags[key] = device["attrs"][key]
+        expected[device["id"]] = tags
+    for kind in KINDS:
+        for series in stack.query(f'SELECT count(*) FROM "{kind}" GROUP BY *'):
+            tags = dict(series["tags"])
+            device = tags.pop(schema.DEVICE)
+            assert tags == expected[device], f"{kind} {device}"
+
+
+def _publish(stack: Stack, messages: list[tuple[str, bytes]]) -> None:
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="sct-test-sender")
+    client.connect("127.0.0.1", stack.mqtt_port)
+    client.loop_start()
+    try:
+        for topic, payload in messages:
+            client.publish(topic, payload, qos=1).wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_every_reject_reason_is_dead_lettered_and_nothing_reaches_influxdb(stack: Stack) -> None:
+    registry = yaml.safe_load(stack.registry.read_text())
+    light = next(d for d in registry["devices"] if d["kind"] == "streetlight")
+    other_community = next(c["id"] for c in registry["communities"]
+                           if c["id"] != light["community"])
+    c, d = light["community"], light["id"]
+    now = int(time.time() * 1000)
+    mark = now - 3_600_000  # an hour ago: a time no simulated reading has
+    topic = f"sc/{c}/streetlight/{d}/telemetry"
+
+    def reading(i: int, **extra: object) -> bytes:
+        return orjson.dumps({"ts": mark + i, "dim_pct": 50.0, **extra})
+
+    bad = [
+        ("bad_json", topic, b'{"ts": 1, "dim_pct": '),
+        ("invalid", topic, reading(1, dim_pct=150)),
+        ("unknown_device", f"sc/{c}/streetlight/no-such-lamp/telemetry", reading(2)),
+        ("community_mismatch", f"sc/{other_community}/streetlight/{d}/telemetry", reading(3)),
+        ("kind_mismatch", f"sc/{c}/waste_bin/{d}/telemetry", orjson.dumps(
+            {"ts": mark + 4, "fill_pct": 10.0})),
+        ("device_mismatch", topic, reading(5, device="someone-else")),
+        ("ts_future", topic, orjson.dumps({"ts": now + 600_000, "dim_pct": 50.0})),
+        ("ts_too_old", topic, orjson.dumps({"ts": now - 31 * 86_400_000, "dim_pct": 50.0})),
+        ("too_large", topic, reading(8, pad="x" * 300_000)),
+        ("bad_topic", f"sc/Not_An_Id/streetlight/{d}/telemetry", reading(9)),
+    ]
+    good_in_array = {"ts": mark + 10, "dim_pct": 30.0}
+    array = orjson.dumps([good_in_array, {"ts": mark + 11, "dim_pct": -1}])
+    _publish(stack, [(t, p) for _, t, p in bad] + [(topic, array)])
+
+    expected = Counter(reason for reason, _, _ in bad) + Counter({"invalid": 1})
+
+    def dead_letters() -> Counter[str]:
+        run = stack.sct("deadletter", "list", "--json", "--limit", "1000")
+        assert run.returncode == 0, run.stderr
+        records = [orjson.loads(line) for line in run.stdout.splitlines()]
+        return Counter(r["reason"] for r in records if r["received_ms"] >= now - 5_000)
+
+    wait_for(lambda: dead_letters() == expected, 30, "every reject in the dead letters")
+    # The good object of the array lands; nothing else from the marked hour does.
+    wait_for(lambda: stack.query(f"SELECT dim_pct FROM streetlight WHERE device = '{d}' "
+                                 f"AND time = {mark + 10}ms"), 30, "the good array item")
+    marked = stack.query(f"SELECT count(*) FROM /.*/ WHERE time >= {mark}ms "
+                         f"AND time <= {mark + 20}ms")
+    assert [(s["name"], max(v for v in s["values"][0][1:] if v)) for s in marked] == \
+        [("streetlight", 1)]
+    assert not stack.query("SHOW TAG VALUES WITH KEY = device WHERE device = 'no-such-lamp'")
+    for outside in (now + 600_000, now - 31 * 86_400_000):
+        assert not stack.query(f"SELECT * FROM streetlight WHERE time = {outside}ms")
+
+    listing = stack.sct("deadletter", "list", "--reason", "invalid")
+    assert "field 'dim_pct'" in listing.stdout and "less than or equal to 100" in listing.stdout
+    assert stack.collector.poll() is None, "the collector keeps running"
+
+
+def test_rejects_are_counted_by_reason_in_self_metrics(stack: Stack) -> None:
+    def metrics() -> dict[str, int]:
+        series = stack.query(f"SELECT * FROM {schema.COLLECTOR} ORDER BY time DESC LIMIT 1")
+        return dict(zip(series[0]["columns"], series[0]["values"][0], strict=True)) \
+            if series else {}
+
+    latest = wait_for(lambda: (m := metrics()).get("rejected_too_large") and m, 30,
+                      "self-metrics with reject counts")
+    assert latest["rejected_ts_future"] >= 1
+    assert latest["written"] >= READINGS
+    assert latest["received"] >= READINGS
+
+
+def test_sigterm_flushes_and_exits_zero(stack: Stack) -> None:
+    stack.collector.send_signal(signal.SIGTERM)
+    assert stack.collector.wait(30) == 0
+    assert "stopped:" in stack.log()
