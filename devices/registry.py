@@ -135,13 +135,19 @@ def _communities(raw: Any, problems: list[str]) -> dict[str, Community]:
         if city not in CITIES:
             problems.append(f"{where}: unknown city {city!r} (one of {', '.join(CITIES)})")
             continue
+        district = entry.get("district")
+        if not isinstance(district, str) or not is_identifier(district):
+            # Districts become a tag value: keep them plain so line protocol never has to
+            # carry a character InfluxDB 1.x cannot round-trip (a trailing backslash).
+            problems.append(f"{where}: district {district!r} is not an identifier")
+            continue
         households = entry.get("households", 0)
         if not isinstance(households, int) or isinstance(households, bool) or households < 0:
             problems.append(f"{where}: households must be a whole number >= 0")
             continue
         out[ident] = Community(
             id=ident, name=str(entry.get("name", ident)), city=city,
-            district=str(entry.get("district", "")), households=households,
+            district=district, households=households,
         )
     return out
 

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from collector.deadletter import DeadLetterStore
+from collector.records import Reject
+
+
+def test_round_trip_text_and_binary(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path, 10_000)
+    kept = [Reject("sc/a/door/d/telemetry", b'{"open": 3}', "invalid", "field 'open'", 1),
+            Reject("sc/a/door/d/telemetry", b"\xff\x00binary", "bad_json", "not JSON", 2)]
+    for reject in kept:
+        assert store.add(reject)
+    store.close()
+    assert list(DeadLetterStore(tmp_path, 0).read()) == kept
+    assert list(store.read("bad_json")) == kept[1:]
+
+
+def test_bounded_and_counted(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path, 400)
+    results = [store.add(Reject("t", b"x" * 50, "bad_json", "d", i)) for i in range(10)]
+    store.close()
+    assert results[0] and not results[-1]
+    assert store.dropped == results.count(False)
+    assert store.path.stat().st_size <= 400
+    assert len(list(store.read())) == results.count(True)

@@ -1,0 +1,130 @@
+"""Decode and enrich without any server: every reason a message is refused."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from collector.decode import Decoder
+from collector.enrich import Enricher
+from collector.metrics import Counters
+from collector.pipeline import Pipeline
+from collector.records import Inbound
+from collector.settings import ValidationSettings
+from devices.registry import from_mapping
+
+NOW = int(time.time() * 1000)
+REGISTRY = from_mapping({
+    "communities": [
+        {"id": "c1", "city": "baoding", "district": "lianchi", "households": 900},
+        {"id": "c2", "city": "xinji", "district": "xinji", "households": 500},
+    ],
+    "devices": [
+        {"id": "lamp-1", "kind": "streetlight", "community": "c1"},
+        {"id": "bin-1", "kind": "waste_bin", "community": "c1", "attrs": {"category": "other"}},
+        {"id": "door-1", "kind": "door", "community": "c2"},
+        {"id": "meter-1", "kind": "water_meter", "community": "c2", "attrs": {"role": "inlet"}},
+    ],
+})
+
+
+def run(topic: str, payload: bytes | object, **settings: object) -> tuple[list[bytes], list]:
+    body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    pipeline = Pipeline(Decoder(ValidationSettings(**settings), "sc"),  # type: ignore[arg-type]
+                        Enricher(REGISTRY), Counters())
+    return pipeline.process(Inbound(topic, body, NOW))
+
+
+def reasons(topic: str, payload: bytes | object, **settings: object) -> list[str]:
+    return [r.reason for r in run(topic, payload, **settings)[1]]
+
+
+LAMP = "sc/c1/streetlight/lamp-1/telemetry"
+
+
+def test_a_good_reading_becomes_one_line_with_registry_tags() -> None:
+    lines, rejects = run(LAMP, {"ts": NOW, "on": True, "dim_pct": 40})
+    assert rejects == []
+    assert lines == [f"streetlight,city=baoding,community=c1,device=lamp-1,district=lianchi "
+                     f"on=true,dim_pct=40.0 {NOW}".encode()]
+
+
+def test_kind_tags_events_and_status() -> None:
+    lines, _ = run("sc/c1/waste_bin/bin-1/telemetry", {"ts": NOW, "fill_pct": 91})
+    assert b",category=other," in lines[0]
+    lines, _ = run("sc/c2/door/door-1/event",
+                   {"ts": NOW, "type": "access", "result": "denied", "method": "card"})
+    assert lines == [f'event,city=xinji,community=c2,device=door-1,kind=door,type=access '
+                     f'n=1i,result="denied",method="card" {NOW}'.encode()]
+    lines, _ = run("sc/c2/door/door-1/status", b"offline")
+    assert lines[0].startswith(b"device_status,city=xinji,community=c2,device=door-1,kind=door "
+                               b"online=false,reason=")
+
+
+def test_missing_ts_is_the_receive_time() -> None:
+    lines, _ = run(LAMP, {"dim_pct": 10})
+    assert lines[0].endswith(f" {NOW}".encode())
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), [
+    (LAMP, b"{nope", "bad_json"),
+    (LAMP, b"42", "bad_json"),
+    (LAMP, b"[]", "bad_json"),
+    (LAMP, b"\xff\xfe", "bad_json"),
+    (LAMP, {"dim_pct": 101}, "invalid"),
+    (LAMP, {"dim_pct": 1, "colour": "red"}, "invalid"),
+    ("sc/c1/streetlight/lamp-9/telemetry", {"dim_pct": 1}, "unknown_device"),
+    ("sc/c2/streetlight/lamp-1/telemetry", {"dim_pct": 1}, "community_mismatch"),
+    ("sc/c1/waste_bin/lamp-1/telemetry", {"fill_pct": 1}, "kind_mismatch"),
+    (LAMP, {"dim_pct": 1, "device": "lamp-2"}, "device_mismatch"),
+    (LAMP, {"dim_pct": 1, "ts": NOW + 301_000}, "ts_future"),
+    (LAMP, {"dim_pct": 1, "ts": NOW - 31 * 86_400_000}, "ts_too_old"),
+    ("sc/c1/Streetlight/lamp-1/telemetry", {"dim_pct": 1}, "bad_topic"),
+    ("sc/c2/water_meter/meter-1/event", {"type": "leak"}, "invalid"),
+    ("sc/c2/door/door-1/status", b"sleeping", "invalid"),
+])
+def test_every_reject_reason(topic: str, payload: object, reason: str) -> None:
+    assert reasons(topic, payload) == [reason]
+
+
+def test_the_edges_of_the_time_window_are_accepted() -> None:
+    assert reasons(LAMP, {"dim_pct": 1, "ts": NOW + 300_000}) == []
+    assert reasons(LAMP, {"dim_pct": 1, "ts": NOW - 30 * 86_400_000}) == []
+    assert reasons(LAMP, {"dim_pct": 1, "ts": NOW - 3 * 86_400_000}, max_age_days=2) == \
+        ["ts_too_old"]
+
+
+def test_size_limit() -> None:
+    big = {"dim_pct": 1, "pad": "x" * 300}
+    assert reasons(LAMP, big, max_payload_bytes=256) == ["too_large"]
+    _, rejects = run(LAMP, big, max_payload_bytes=256)
+    assert "over the 256-byte limit" in rejects[0].detail
+    assert len(rejects[0].payload) == 256, "what is kept is bounded too"
+
+
+def test_validation_detail_names_the_field_and_the_value() -> None:
+    _, rejects = run(LAMP, {"dim_pct": 150})
+    assert rejects[0].detail == "field 'dim_pct': Input should be less than or equal to 100 " \
+                                "(got 150)"
+    _, rejects = run("sc/c2/door/door-1/event", {"type": "access", "result": "granted"})
+    assert rejects[0].detail == "field 'method': Field required"
+
+
+def test_an_array_keeps_the_good_and_refuses_each_bad_object_alone() -> None:
+    objects = [{"ts": NOW - 2, "dim_pct": 1}, {"ts": NOW - 1, "dim_pct": 500},
+               {"ts": NOW, "dim_pct": 3}, "oops", {"ts": NOW, "device": "x", "dim_pct": 1}]
+    lines, rejects = run(LAMP, objects)
+    assert len(lines) == 2
+    assert [r.reason for r in rejects] == ["invalid", "bad_json", "device_mismatch"]
+    assert orjson.loads(rejects[0].payload) == objects[1], "each keeps its own object"
+
+
+def test_counters() -> None:
+    counters = Counters()
+    pipeline = Pipeline(Decoder(ValidationSettings(), "sc"), Enricher(REGISTRY), counters)
+    pipeline.process(Inbound(LAMP, b'[{"dim_pct": 1}, {"dim_pct": -1}]', NOW))
+    pipeline.process(Inbound(LAMP, b"x", NOW))
+    assert (counters.received, counters.accepted, counters.rejected) == (2, 1, 2)
+    assert counters.by_reason == {"invalid": 1, "bad_json": 1}

@@ -1,0 +1,63 @@
+"""Line-protocol escaping: by the rules, and round-tripped through the real InfluxDB."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from collector.sink.lineprotocol import encode, encode_many, escape_key, format_value
+from devices.schema import Point
+from simulators import servers
+
+
+def test_escapes() -> None:
+    assert escape_key("a b,c=d") == r"a\ b\,c\=d"
+    assert escape_key("line\nbreak") == r"line\nbreak"
+    assert format_value('say "hi" \\ now') == r'"say \"hi\" \\ now"'
+    assert format_value("两行\n文本") == '"两行\n文本"', "newlines are fine inside strings"
+
+
+def test_types_never_flip() -> None:
+    assert format_value(50.0) == "50.0"
+    assert format_value(1e-05) == "1e-05"
+    assert format_value(3) == "3i"
+    assert format_value(True) == "true" and format_value(False) == "false"
+
+
+def test_a_whole_line() -> None:
+    point = Point("water meter", (("city", "xinji"), ("role", "in let")),
+                  (("flow_m3h", 1.5), ("n", 1), ("ok", True), ("note", 'a "b"')), 1700000000000)
+    assert encode(point) == (b'water\\ meter,city=xinji,role=in\\ let '
+                             b'flow_m3h=1.5,n=1i,ok=true,note="a \\"b\\"" 1700000000000')
+    assert encode_many([point, point]).count(b"\n") == 1
+
+
+def test_empty_tag_values_are_left_out() -> None:
+    assert encode(Point("m", (("a", ""), ("b", "x")), (("v", 1.0),), 1)) == b"m,b=x v=1.0 1"
+
+
+AWKWARD = ["plain", "a b", "a,b", "a=b", 'a"b', "a\\b", "x\\ y", "中文 社区", "tab\there",
+           "lead space", "equals==end", "comma,,twice"]
+
+
+@pytest.mark.integration
+def test_awkward_text_round_trips_through_influxdb(influxdb: servers.Server) -> None:
+    url = f"http://127.0.0.1:{influxdb.port}"
+    urllib.request.urlopen(urllib.request.Request(
+        f"{url}/query", data=b"q=CREATE+DATABASE+lp", method="POST"), timeout=10).close()
+    points = [Point("odd measurement,name", (("tag key", text), ("t=k", text)),
+                    (("field key,1", text), ("multi", text + "\nsecond line"), ("f", 0.1),
+                     ("i", 7), ("b", False)), 1_700_000_000_000 + i)
+              for i, text in enumerate(AWKWARD)]
+    request = urllib.request.Request(f"{url}/write?db=lp&precision=ms",
+                                     data=encode_many(points), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
+    (series,) = servers.influx_query(url, "lp", 'SELECT * FROM "odd measurement,name"')
+    rows = [dict(zip(series["columns"], row, strict=True)) for row in series["values"]]
+    assert len(rows) == len(AWKWARD)
+    for row, text in zip(rows, AWKWARD, strict=True):
+        assert (row["tag key"], row["t=k"], row["field key,1"]) == (text, text, text)
+        assert row["multi"] == text + "\nsecond line"
+        assert (row["f"], row["i"], row["b"]) == (0.1, 7, False)
