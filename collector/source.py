@@ -63,7 +63,7 @@ class _PausingClient(aiomqtt.Client):
         # is gone, which ends message iteration with an MqttError.
         try:
             self._client.loop_read()
-        except Exception as exc:  # noqa: BLE001 - handed on, not swallowed
+        except Exception as exc:
             if not self._disconnected.done():
                 self._disconnected.set_exception(exc)
 

@@ -11,8 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 KINDS = (
     "streetlight",
@@ -43,8 +50,8 @@ ENVELOPE_FIELDS = frozenset({"ts", "seq", "device"})
 
 
 def _rng(lo: float, hi: float | None = None) -> Any:
-    """A float constrained to ``[lo, hi]`` (no upper bound when ``hi`` is None)."""
-    return Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
+    """Constrain a float to ``[lo, hi]`` (no upper bound when ``hi`` is None), finite."""
+    return Field(ge=lo, le=hi, allow_inf_nan=False)
 
 
 def _ts_to_ms(value: Any) -> Any:
@@ -91,63 +98,63 @@ class Telemetry(Envelope):
 
 class StreetlightTelemetry(Telemetry):
     on: bool | None = None
-    dim_pct: _rng(0, 100) | None = None
-    power_w: _rng(0, 2000) | None = None
-    voltage_v: _rng(0, 400) | None = None
-    current_a: _rng(0, 20) | None = None
-    energy_kwh: _rng(0) | None = None
-    lux: _rng(0, 200000) | None = None
-    temp_c: _rng(-40, 125) | None = None
+    dim_pct: Annotated[float, _rng(0, 100)] | None = None
+    power_w: Annotated[float, _rng(0, 2000)] | None = None
+    voltage_v: Annotated[float, _rng(0, 400)] | None = None
+    current_a: Annotated[float, _rng(0, 20)] | None = None
+    energy_kwh: Annotated[float, _rng(0)] | None = None
+    lux: Annotated[float, _rng(0, 200000)] | None = None
+    temp_c: Annotated[float, _rng(-40, 125)] | None = None
 
 
 class WasteBinTelemetry(Telemetry):
-    fill_pct: _rng(0, 100) | None = None
-    weight_kg: _rng(0, 2000) | None = None
-    temp_c: _rng(-40, 150) | None = None
-    battery_pct: _rng(0, 100) | None = None
+    fill_pct: Annotated[float, _rng(0, 100)] | None = None
+    weight_kg: Annotated[float, _rng(0, 2000)] | None = None
+    temp_c: Annotated[float, _rng(-40, 150)] | None = None
+    battery_pct: Annotated[float, _rng(0, 100)] | None = None
     lid_open: bool | None = None
 
 
 class WaterMeterTelemetry(Telemetry):
-    flow_m3h: _rng(0, 1000) | None = None
-    total_m3: _rng(0) | None = None
-    pressure_kpa: _rng(0, 2500) | None = None
-    temp_c: _rng(-10, 90) | None = None
+    flow_m3h: Annotated[float, _rng(0, 1000)] | None = None
+    total_m3: Annotated[float, _rng(0)] | None = None
+    pressure_kpa: Annotated[float, _rng(0, 2500)] | None = None
+    temp_c: Annotated[float, _rng(-10, 90)] | None = None
 
 
 class WaterQualityTelemetry(Telemetry):
-    turbidity_ntu: _rng(0, 4000) | None = None
-    chlorine_mg_l: _rng(0, 20) | None = None
-    ph: _rng(0, 14) | None = None
-    conductivity_us_cm: _rng(0, 20000) | None = None
-    temp_c: _rng(-10, 90) | None = None
+    turbidity_ntu: Annotated[float, _rng(0, 4000)] | None = None
+    chlorine_mg_l: Annotated[float, _rng(0, 20)] | None = None
+    ph: Annotated[float, _rng(0, 14)] | None = None
+    conductivity_us_cm: Annotated[float, _rng(0, 20000)] | None = None
+    temp_c: Annotated[float, _rng(-10, 90)] | None = None
 
 
 class WaterLevelTelemetry(Telemetry):
-    level_m: _rng(0, 50) | None = None
-    level_pct: _rng(0, 100) | None = None
+    level_m: Annotated[float, _rng(0, 50)] | None = None
+    level_pct: Annotated[float, _rng(0, 100)] | None = None
 
 
 class DoorTelemetry(Telemetry):
     open: bool | None = None
-    battery_pct: _rng(0, 100) | None = None
+    battery_pct: Annotated[float, _rng(0, 100)] | None = None
 
 
 class SmokeTelemetry(Telemetry):
-    smoke_db_m: _rng(0, 100) | None = None
+    smoke_db_m: Annotated[float, _rng(0, 100)] | None = None
     alarm: bool | None = None
-    battery_pct: _rng(0, 100) | None = None
-    temp_c: _rng(-40, 150) | None = None
+    battery_pct: Annotated[float, _rng(0, 100)] | None = None
+    temp_c: Annotated[float, _rng(-40, 150)] | None = None
 
 
 class IntrusionTelemetry(Telemetry):
     armed: bool | None = None
-    battery_pct: _rng(0, 100) | None = None
+    battery_pct: Annotated[float, _rng(0, 100)] | None = None
 
 
 class CameraTelemetry(Telemetry):
     recording: bool | None = None
-    storage_pct: _rng(0, 100) | None = None
+    storage_pct: Annotated[float, _rng(0, 100)] | None = None
 
 
 TELEMETRY_MODELS: dict[str, type[Telemetry]] = {
@@ -175,7 +182,7 @@ class Event(Envelope):
     """Base of every event: ``type`` says what happened; ``value`` is an optional number."""
 
     type: str
-    value: _rng(-1e15, 1e15) | None = None
+    value: Annotated[float, _rng(-1e15, 1e15)] | None = None
 
 
 class FaultEvent(Event):
@@ -202,7 +209,7 @@ class AccessEvent(Event):
 def _plain_events(kind: str, *types: str) -> Any:
     """An event model for types that carry nothing beyond the envelope and ``value``."""
     name = "".join(part.title() for part in kind.split("_")) + "Event"
-    return create_model(name, __base__=Event, type=(Literal[types], ...))
+    return create_model(name, __base__=Event, type=(Literal[types], ...))  # type: ignore[arg-type]
 
 
 EVENT_TYPES: dict[str, tuple[str, ...]] = {
@@ -225,7 +232,8 @@ def _event_adapter(kind: str, types: tuple[str, ...]) -> TypeAdapter[Any]:
         members.append(_plain_events(kind, *plain))
     if len(members) == 1:
         return TypeAdapter(members[0])
-    return TypeAdapter(Annotated[Union[tuple(members)], Field(discriminator="type")])  # noqa: UP007
+    union: Any = Union[tuple(members)]  # noqa: UP007 - built from a runtime list
+    return TypeAdapter(Annotated[union, Field(discriminator="type")])
 
 
 EVENT_MODELS: dict[str, TypeAdapter[Any]] = {

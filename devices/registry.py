@@ -163,7 +163,7 @@ def _devices(raw: Any, communities: Mapping[str, Community],
             problems.append(f"{where}: {found}")
             continue
         out[ident] = Device(
-            id=ident, kind=kind, community=communities[community_id],
+            id=ident, kind=str(kind), community=communities[str(community_id)],
             lat=_coordinate(entry.get("lat")), lon=_coordinate(entry.get("lon")), attrs=attrs,
         )
     return out

@@ -15,8 +15,8 @@ import orjson
 import paho.mqtt.client as paho
 import pytest
 import yaml
-
 from conftest import Stack, wait_for
+
 from devices import schema
 from devices.payloads import KINDS
 

@@ -32,7 +32,8 @@ class Writer(Protocol):
 
 def backoff(attempt: int, low: float, high: float) -> float:
     """Exponential backoff with jitter: between half and all of ``low * 2**attempt``."""
-    return min(high, low * 2 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+    ceiling: float = min(high, low * 2.0 ** min(attempt, 30))
+    return ceiling * random.uniform(0.5, 1.0)
 
 
 class RetryingWriter:

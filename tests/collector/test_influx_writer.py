@@ -69,7 +69,7 @@ def test_v2_shape() -> None:
 
 
 def test_v2_without_a_token_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigError, match="influx.token"):
+    with pytest.raises(ConfigError, match=r"influx\.token"):
         write(InfluxSettings(api="v2", org="o", bucket="b"), httpx.Response(204), [])
 
 
@@ -102,7 +102,7 @@ def test_retry_after_and_server_text_are_kept() -> None:
         write(V1, httpx.Response(503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}),
               [])
     assert info.value.retry_after == 0.0, "a date in the past means now"
-    with pytest.raises(BadLinesError, match="^partial write: field type conflict$"):
+    with pytest.raises(BadLinesError, match=r"^partial write: field type conflict$"):
         write(V1, httpx.Response(400, json={"error": "partial write: field type conflict"}), [])
 
 

@@ -1,0 +1,67 @@
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked statically."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from dashboards import DATASOURCE_UID, PROVISIONING
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_the_stack_is_all_there() -> None:
+    assert {"mosquitto", "influxdb", "grafana", "collector", "simulator"} <= set(SERVICES)
+    for name in ("mosquitto", "influxdb", "grafana"):
+        assert "healthcheck" in SERVICES[name], name
+
+
+def test_every_image_build_context_and_mount_exists() -> None:
+    volumes = set(COMPOSE.get("volumes") or {})
+    for name, service in SERVICES.items():
+        assert "image" in service or "build" in service, name
+        if "build" in service:
+            context = ROOT / (service["build"] if isinstance(service["build"], str)
+                              else service["build"]["context"])
+            assert (context / "Dockerfile").is_file(), name
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith((".", "/")):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+            else:
+                assert source in volumes, f"{name}: undeclared volume {source}"
+        for dependency in service.get("depends_on", {}):
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+
+
+def test_no_secret_in_the_file_and_every_variable_in_env_example() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    example = (ROOT / ".env.example").read_text()
+    defined = set(re.findall(r"^([A-Z_]+)=", example, re.M))
+    for name, service in SERVICES.items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search("PASSWORD|TOKEN|SECRET", key):
+                assert str(value).startswith("${"), f"{name}.{key} must come from .env"
+    assert set(re.findall(r"\$\{([A-Z_]+)", text)) <= defined
+    assert not re.search(r"(PASSWORD|TOKEN)=\S", example), ".env.example holds no secret"
+
+
+def test_grafana_datasource_is_provisioned_with_the_fixed_uid_and_no_secret() -> None:
+    provisioned = yaml.safe_load((PROVISIONING / "datasources" / "influxdb.yaml").read_text())
+    (source,) = provisioned["datasources"]
+    assert source["uid"] == DATASOURCE_UID
+    assert source["secureJsonData"]["password"].startswith("$")
+    grafana_env = SERVICES["grafana"]["environment"]
+    for ref in ("INFLUXDB_USER", "INFLUXDB_PASSWORD"):
+        assert ref in grafana_env
+
+
+def test_the_shipped_broker_config_keeps_messages() -> None:
+    conf = (ROOT / "deploy" / "mosquitto.conf").read_text()
+    assert "persistence true" in conf
+    queued = int(re.search(r"^max_queued_messages (\d+)", conf, re.M).group(1))  # type: ignore[union-attr]
+    assert queued >= 1_000_000
