@@ -112,10 +112,14 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_mosquitto(workdir: Path, timeout: float = 15.0) -> Server:
-    """Start Mosquitto on a free loopback port, persistence on, generous queues."""
+def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = None) -> Server:
+    """Start Mosquitto on a loopback port (a free one unless given), persistence on.
+
+    Starting again with the same ``workdir`` and ``port`` brings back its persisted
+    sessions, as a restarted broker would.
+    """
     binary = find(MOSQUITTO, "mosquitto")
-    port = free_port()
+    port = port or free_port()
     (workdir / "mosquitto-data").mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
     conf.write_text(
