@@ -10,6 +10,7 @@ in names or tag values, so newlines there are written as the two characters ``\\
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from devices.schema import FieldValue, Point
 
@@ -43,10 +44,16 @@ def format_value(value: FieldValue) -> str:
 
 def encode(point: Point) -> bytes:
     """One point as one line (without the trailing newline), UTF-8."""
-    head = escape_measurement(point.measurement)
-    tags = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in point.tags if v != "")
+    head = _series(point.measurement, point.tags)
     fields = ",".join(f"{escape_key(k)}={format_value(v)}" for k, v in point.fields)
-    return f"{head}{tags} {fields} {point.ts_ms}".encode()
+    return f"{head} {fields} {point.ts_ms}".encode()
+
+
+@lru_cache(maxsize=1 << 16)
+def _series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
+    # A device's measurement and tags repeat on every reading: escape them once.
+    tagset = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in tags if v != "")
+    return escape_measurement(measurement) + tagset
 
 
 def encode_many(points: Iterable[Point]) -> bytes:
