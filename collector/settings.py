@@ -24,6 +24,13 @@ from devices.schema import DEFAULT_DATABASE
 Positive = Annotated[float, Field(gt=0)]
 
 
+def _url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must look like {schemes[0]}://host:port")
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,10 +53,7 @@ class MqttSettings(Section):
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError("must look like mqtt://host:port")
-        return value
+        return _url(value, ("mqtt", "tcp"))
 
     @property
     def host(self) -> str:
@@ -82,10 +86,7 @@ class InfluxSettings(Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must look like http://host:port")
-        return value.rstrip("/")
+        return _url(value, ("http", "https")).rstrip("/")
 
 
 class RegistrySettings(Section):
