@@ -1,10 +1,13 @@
 """The collector service: the only place that wires the stages together.
 
-    MqttSource --Inbound--> Pipeline (decode, enrich, encode) --lines--> Batcher --> InfluxDB
-                                   \\--Reject--> DeadLetterStore
+    MqttSource --Inbound, Ticket--> Pipeline (decode, enrich, encode) --lines--> Batcher
+        ^                                  \\--Reject--> DeadLetterStore           |
+        |                                                                          v
+        +---- ack once durable <------ DurableSink: InfluxDB, or the spool and its replayer
 
-Start order is sink first, source last; stop order is the reverse: stop taking from the
-broker, flush what is pending, write a last self-metrics point, then close.
+Start order is sink first, source last. Stop order is the reverse: stop taking from the
+broker, flush what is pending (to InfluxDB or the spool), let the acknowledgements go out,
+write a last self-metrics point, then disconnect.
 """
 
 from __future__ import annotations
@@ -16,22 +19,27 @@ import time
 from collector.deadletter import DeadLetterStore
 from collector.decode import Decoder
 from collector.enrich import Enricher
+from collector.health import Health
+from collector.health import Reading as HealthReading
 from collector.metrics import Counters
 from collector.pipeline import Pipeline
 from collector.records import Inbound, Reject
 from collector.settings import Settings
 from collector.sink.batcher import Batcher
+from collector.sink.durable import DurableSink
 from collector.sink.influx import InfluxWriter
 from collector.sink.lineprotocol import encode
 from collector.sink.retry import RetryingWriter
-from collector.source import MqttSource
+from collector.sink.spool import Spool
+from collector.source import MqttSource, Ticket
+from collector.stamps import StampJournal
 from devices import registry, topics
 from devices.schema import Point
 
 log = logging.getLogger(__name__)
 
-#: How long a shutdown may spend flushing before it gives up and says what it left.
-SHUTDOWN_FLUSH_S = 15.0
+#: Besides one request timeout, how long a shutdown may spend flushing.
+SHUTDOWN_FLUSH_S = 10.0
 
 
 class Collector:
@@ -39,9 +47,14 @@ class Collector:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        storage = settings.storage
         self.counters = Counters()
-        self.deadletters = DeadLetterStore(settings.storage.dir,
-                                           int(settings.storage.deadletter_max_mb * 2**20))
+        self.deadletters = DeadLetterStore(storage.dir, int(storage.deadletter_max_mb * 2**20))
+        self.spool = Spool(storage.dir / "spool", int(storage.spool_max_mb * 2**20))
+        self.stamps = StampJournal(storage.dir / "stamps")
+        self.health = Health(settings.metrics.instance, storage.spool_alert_pct,
+                             settings.metrics.stall_alert_s)
+        self._started = time.time()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then flush and return."""
@@ -52,55 +65,84 @@ class Collector:
         pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
                             self.counters)
         self.deadletters.open()
+        self.spool.open()
+        self.stamps.open()
         try:
             async with InfluxWriter(s.influx) as writer:
                 retrying = RetryingWriter(writer, s.influx, self._bad_line, self.counters)
-                batcher = Batcher(s.influx, retrying.write)
-                await self._serve(pipeline, batcher, stop)
+                sink = DurableSink(retrying, self.spool, self.counters)
+                batcher = Batcher(s.influx, sink.deliver)
+                await self._serve(pipeline, sink, batcher, stop)
         finally:
+            self.stamps.close()
             self.deadletters.close()
 
-    async def _serve(self, pipeline: Pipeline, batcher: Batcher, stop: asyncio.Event) -> None:
+    async def _serve(self, pipeline: Pipeline, sink: DurableSink, batcher: Batcher,
+                     stop: asyncio.Event) -> None:
         source = MqttSource(self.settings.mqtt, topics.subscriptions(self.settings.mqtt.topic_root))
 
-        async def handle(msg: Inbound) -> None:
+        async def handle(msg: Inbound, ticket: Ticket) -> None:
+            msg = self.stamps.restamp(msg)
             lines, rejects = pipeline.process(msg)
             for reject in rejects:
                 self._keep(reject)
+            if lines and pipeline.stamped_on_receipt:
+                self.stamps.record(msg)
             for line in lines:
-                await batcher.add(line)
+                ticket.hold()
+                await batcher.add(line, ticket)
+            ticket.release()
 
         async with asyncio.TaskGroup() as group:
-            sink = group.create_task(batcher.run())
-            reporter = group.create_task(self._report(batcher))
+            background = [group.create_task(batcher.run()), group.create_task(sink.replay()),
+                          group.create_task(self._report(batcher, source))]
             taking = group.create_task(source.run(handle))
             await stop.wait()
-            taking.cancel()
+            source.stop_taking()
             log.info("stopping: no longer taking messages; flushing %d pending lines",
                      batcher.pending)
-            await self._flush(batcher)
-            reporter.cancel()
-            sink.cancel()
+            await self._flush(batcher, source)
+            source.close()
+            await taking
+            for task in background:
+                task.cancel()
 
-    async def _flush(self, batcher: Batcher) -> None:
+    async def _flush(self, batcher: Batcher, source: MqttSource) -> None:
+        budget = SHUTDOWN_FLUSH_S + self.settings.influx.timeout_s
         try:
-            await batcher.add(encode(self._metrics_point(batcher)))
-            await asyncio.wait_for(batcher.drain(), SHUTDOWN_FLUSH_S)
+            await asyncio.wait_for(self._drain(batcher, source), budget)
         except TimeoutError:
-            log.error("shutdown: InfluxDB did not take %d pending lines within %.0f s; "
-                      "they are lost", batcher.pending, SHUTDOWN_FLUSH_S)
+            log.error("shutdown: %d lines not durable within %.0f s; their messages stay "
+                      "unacknowledged and the broker will deliver them again",
+                      batcher.pending, budget)
         log.info("stopped: %s", self.counters.summary(batcher.pending))
 
-    async def _report(self, batcher: Batcher) -> None:
+    async def _drain(self, batcher: Batcher, source: MqttSource) -> None:
+        await batcher.drain()
+        for point in self._metrics_points(batcher, source):
+            await batcher.add(encode(point))
+        await batcher.drain()
+
+    async def _report(self, batcher: Batcher, source: MqttSource) -> None:
         while True:
             await asyncio.sleep(self.settings.metrics.interval_s)
             log.info("%s", self.counters.summary(batcher.pending))
-            await batcher.add(encode(self._metrics_point(batcher)))
+            for point in self._metrics_points(batcher, source):
+                await batcher.add(encode(point))
 
-    def _metrics_point(self, batcher: Batcher) -> Point:
-        self.counters.deadletter_dropped = self.deadletters.dropped
-        return self.counters.point(self.settings.metrics.instance, batcher.pending,
-                                   int(time.time() * 1000))
+    def _metrics_points(self, batcher: Batcher, source: MqttSource) -> list[Point]:
+        c = self.counters
+        c.deadletter_dropped = self.deadletters.dropped
+        now = time.time()
+        now_ms = int(now * 1000)
+        extra = {"spool_lines": self.spool.lines, "spool_bytes": self.spool.size,
+                 "unacknowledged": source.unacknowledged}
+        since_write = now - (c.last_write or self._started)
+        alerts = self.health.check(HealthReading(
+            self.spool.size, self.spool.max_bytes, batcher.pending + self.spool.lines,
+            since_write, c.auth_failing), now_ms)
+        return [c.point(self.settings.metrics.instance, batcher.pending, now_ms, extra),
+                *alerts]
 
     def _keep(self, reject: Reject) -> None:
         log.debug("rejected %s on %s: %s", reject.reason, reject.topic, reject.detail)

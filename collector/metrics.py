@@ -24,6 +24,9 @@ class Counters:
     write_rejected: int = 0    # lines InfluxDB refused, set aside in the dead letters
     deadletter_dropped: int = 0
     last_write: float | None = None  # time.time() of the last successful write
+    auth_failing: bool = False  # InfluxDB answers 401 / 403
+    spooled: int = 0           # lines appended to the spool
+    replayed: int = 0          # lines read back from the spool and written
 
     def reject(self, reason: str) -> None:
         self.rejected += 1
@@ -32,15 +35,18 @@ class Counters:
     def mark_written(self) -> None:
         self.last_write = time.time()
 
-    def point(self, instance: str, pending: int, now_ms: int) -> Point:
-        """The ``collector`` point for this moment."""
+    def point(self, instance: str, pending: int, now_ms: int,
+              extra: dict[str, int] | None = None) -> Point:
+        """The ``collector`` point for this moment; ``extra`` adds gauges from elsewhere."""
         fields: list[tuple[str, schema.FieldValue]] = [
             ("received", self.received), ("accepted", self.accepted),
             ("rejected", self.rejected), ("written", self.written),
             ("batches", self.batches), ("write_retries", self.write_retries),
             ("write_rejected", self.write_rejected), ("pending", pending),
-            ("deadletter_dropped", self.deadletter_dropped),
+            ("deadletter_dropped", self.deadletter_dropped), ("spooled", self.spooled),
+            ("replayed", self.replayed),
         ]
+        fields.extend((extra or {}).items())
         if self.last_write is not None:
             fields.append(("seconds_since_write", max(0.0, now_ms / 1000 - self.last_write)))
         fields.extend((f"rejected_{reason}", n) for reason, n in sorted(self.by_reason.items()))

@@ -26,10 +26,13 @@ class Pipeline:
         self._decoder = decoder
         self._enricher = enricher
         self._counters = counters
+        #: True when the last message had a reading stamped with its receive time.
+        self.stamped_on_receipt = False
 
     def process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
         """The lines to write and the refusals to keep for one message."""
         self._counters.received += 1
+        self.stamped_on_receipt = False
         try:
             lines, rejects = self._process(msg)
         except Exception as exc:
@@ -46,6 +49,7 @@ class Pipeline:
 
     def _process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
         decoded, rejects = self._decoder.decode(msg)
+        self.stamped_on_receipt = any(d.body is not None and d.body.ts is None for d in decoded)
         lines: list[bytes] = []
         for item in decoded:
             out = self._enricher.enrich(item, msg.topic, msg.received_ms)

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """One MQTT message as the source received it, before anything was checked."""
+    """One MQTT message as the source received it, before anything was checked.
+
+    ``redelivered`` is MQTT's DUP flag: the broker sent this message before and has not
+    had its acknowledgement.
+    """
 
     topic: str
     payload: bytes
     received_ms: int
+    redelivered: bool = False
+
+
+class Claim(Protocol):
+    """A message's acknowledgement, held by everything it produced until that is durable.
+
+    The source acknowledges a message to the broker once every hold is released.
+    """
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

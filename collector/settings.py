@@ -94,10 +94,15 @@ class RegistrySettings(Section):
 
 
 class StorageSettings(Section):
-    """The collector's own files: dead letters (and later the spool and detector state)."""
+    """The collector's own files: dead letters, the spool (and later detector state)."""
 
     dir: Path = Path("var")
     deadletter_max_mb: Positive = 1024.0
+    #: The spool holds batches while InfluxDB cannot take them; when full, the collector
+    #: stops taking from the broker (which keeps the messages) instead of dropping.
+    spool_max_mb: Positive = 2048.0
+    #: Raise the ``spool_nearly_full`` alert at this share of ``spool_max_mb``.
+    spool_alert_pct: Annotated[float, Field(gt=0, le=100)] = 80.0
 
 
 class ValidationSettings(Section):
@@ -111,6 +116,9 @@ class ValidationSettings(Section):
 class MetricsSettings(Section):
     instance: str = "sct-1"
     interval_s: Positive = 10.0
+    #: Raise the ``write_stalled`` alert when readings wait and nothing was written for this
+    #: long.
+    stall_alert_s: Positive = 60.0
 
 
 class Settings(BaseSettings):

@@ -189,7 +189,7 @@ class FaultEvent(Event):
     """A streetlight's driver or lamp reports a fault code (text or number, kept as text)."""
 
     type: Literal["fault"]
-    code: Annotated[str, Field(min_length=1, max_length=64)] | int
+    code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")] | int
 
     @field_validator("code", mode="after")
     @classmethod

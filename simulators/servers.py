@@ -131,7 +131,9 @@ def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = Non
         # The stock 1000 silently drops messages for an absent persistent session.
         "max_queued_messages 2000000\n"
         "max_queued_bytes 0\n"
-        "max_inflight_messages 100\n"
+        # The collector acknowledges a message only once it is durable (after a batch is
+        # written): it needs many unacknowledged messages in flight, not the stock 20.
+        "max_inflight_messages 0\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\n"
     )

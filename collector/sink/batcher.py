@@ -1,5 +1,8 @@
 """Batcher: lines in, batches out to the writers, on batch size or batch age.
 
+Each line may carry the :class:`Claim` of the message it came from; the claim is released
+once the batch is durable (``write`` returned), which lets the source acknowledge it.
+
 Bounded: at most ``max_pending_batches`` full batches wait for a writer; past that
 ``add`` waits, which stops the pipeline, which stops the source reading the broker.
 """
@@ -10,9 +13,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from collector.records import Claim
 from collector.settings import InfluxSettings
 
 WriteBatch = Callable[[list[bytes]], Awaitable[None]]
+Batch = tuple[list[bytes], list[Claim]]
 
 
 class Batcher:
@@ -23,20 +28,23 @@ class Batcher:
         self._write = write
         self._writers = writers
         self._lines: list[bytes] = []
+        self._claims: list[Claim] = []
         self._started = 0.0
-        self._queue: asyncio.Queue[list[bytes]] = asyncio.Queue(settings.max_pending_batches)
+        self._queue: asyncio.Queue[Batch] = asyncio.Queue(settings.max_pending_batches)
         self._queued = 0  # lines in batches handed over and not yet written
 
     @property
     def pending(self) -> int:
-        """Lines accepted but not yet written (building, queued or being written)."""
+        """Lines accepted but not yet durable (building, queued or being written)."""
         return len(self._lines) + self._queued
 
-    async def add(self, line: bytes) -> None:
+    async def add(self, line: bytes, claim: Claim | None = None) -> None:
         """Add one line; waits when every writer is busy and the queue is full."""
         if not self._lines:
             self._started = time.monotonic()
         self._lines.append(line)
+        if claim is not None:
+            self._claims.append(claim)
         if len(self._lines) >= self._settings.batch_size:
             await self._cut()
 
@@ -54,8 +62,9 @@ class Batcher:
 
     async def _cut(self) -> None:
         if self._lines:
-            batch, self._lines = self._lines, []
-            self._queued += len(batch)
+            batch = (self._lines, self._claims)
+            self._lines, self._claims = [], []
+            self._queued += len(batch[0])
             await self._queue.put(batch)
 
     async def _timer(self) -> None:
@@ -67,9 +76,11 @@ class Batcher:
 
     async def _writer(self) -> None:
         while True:
-            batch = await self._queue.get()
+            lines, claims = await self._queue.get()
             try:
-                await self._write(batch)
+                await self._write(lines)
             finally:
-                self._queued -= len(batch)
+                self._queued -= len(lines)
                 self._queue.task_done()
+            for claim in claims:
+                claim.release()

@@ -37,7 +37,11 @@ def backoff(attempt: int, low: float, high: float) -> float:
 
 
 class RetryingWriter:
-    """Wraps a :class:`Writer` so that ``write`` returns only when every line is dealt with."""
+    """Wraps a :class:`Writer`: lines are written or set aside; outages are retried or raised.
+
+    ``write`` keeps retrying through an outage; ``try_write`` raises it
+    (:class:`RetryableWriteError` or :class:`AuthWriteError`) so the caller can spool.
+    """
 
     def __init__(self, writer: Writer, settings: InfluxSettings, on_bad_line: BadLine,
                  counters: Counters,
@@ -53,22 +57,32 @@ class RetryingWriter:
         attempt = 0
         while True:
             try:
-                await self._writer.write(b"\n".join(lines))
+                await self.try_write(lines)
+                return
             except RetryableWriteError as exc:
                 attempt += 1
+                self._counters.auth_failing = False
                 await self._wait(exc.retry_after, attempt, exc, logging.WARNING)
-                continue
             except AuthWriteError as exc:
                 attempt += 1
+                self._counters.auth_failing = True
                 await self._wait(self._settings.retry_max_s, attempt, exc, logging.ERROR)
-                continue
-            except (BatchTooLargeError, BadLinesError) as exc:
-                await self._split(lines, exc)
-                return
-            self._counters.written += len(lines)
-            self._counters.batches += 1
-            self._counters.mark_written()
+
+    async def try_write(self, lines: list[bytes]) -> None:
+        """Write ``lines`` once, splitting out lines the server refuses.
+
+        Raises:
+            RetryableWriteError, AuthWriteError: InfluxDB cannot take them now.
+        """
+        try:
+            await self._writer.write(b"\n".join(lines))
+        except (BatchTooLargeError, BadLinesError) as exc:
+            await self._split(lines, exc)
             return
+        self._counters.written += len(lines)
+        self._counters.batches += 1
+        self._counters.auth_failing = False
+        self._counters.mark_written()
 
     async def _split(self, lines: list[bytes], exc: BatchTooLargeError | BadLinesError) -> None:
         if len(lines) == 1:
@@ -76,8 +90,8 @@ class RetryingWriter:
             self._on_bad_line(lines[0], str(exc))
             return
         half = len(lines) // 2
-        await self.write(lines[:half])
-        await self.write(lines[half:])
+        await self.try_write(lines[:half])
+        await self.try_write(lines[half:])
 
     async def _wait(self, hint: float | None, attempt: int, exc: Exception, level: int) -> None:
         s = self._settings
