@@ -15,6 +15,7 @@ class Counters:
     """Running totals since start. Stages add to them; the reporter reads them."""
 
     received: int = 0          # MQTT messages taken from the broker
+    redelivered: int = 0       # of which the broker had sent before (DUP): no ack came back
     accepted: int = 0          # points built from them (readings, events, status)
     rejected: int = 0          # messages or array objects refused
     by_reason: Counter[str] = field(default_factory=Counter)
@@ -39,7 +40,8 @@ class Counters:
               extra: dict[str, int] | None = None) -> Point:
         """The ``collector`` point for this moment; ``extra`` adds gauges from elsewhere."""
         fields: list[tuple[str, schema.FieldValue]] = [
-            ("received", self.received), ("accepted", self.accepted),
+            ("received", self.received), ("redelivered", self.redelivered),
+            ("accepted", self.accepted),
             ("rejected", self.rejected), ("written", self.written),
             ("batches", self.batches), ("write_retries", self.write_retries),
             ("write_rejected", self.write_rejected), ("pending", pending),
@@ -57,4 +59,5 @@ class Counters:
         reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.by_reason.items())) or "none"
         return (f"received={self.received} accepted={self.accepted} written={self.written} "
                 f"pending={pending} rejected={self.rejected} ({reasons}) "
-                f"retries={self.write_retries}")
+                f"retries={self.write_retries} spooled={self.spooled} "
+                f"replayed={self.replayed}")

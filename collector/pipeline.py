@@ -32,6 +32,7 @@ class Pipeline:
     def process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
         """The lines to write and the refusals to keep for one message."""
         self._counters.received += 1
+        self._counters.redelivered += msg.redelivered
         self.stamped_on_receipt = False
         try:
             lines, rejects = self._process(msg)

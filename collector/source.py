@@ -105,6 +105,9 @@ class _PausingClient(aiomqtt.Client):
         self._fd: int | None = None
         self._paused = False
         self._stopped = False
+        # Not before the subscriptions are acknowledged: a persistent session's backlog
+        # arrives right after CONNACK, and a paused socket would never read the SUBACK.
+        self.may_pause = False
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         super()._on_socket_open(client, userdata, sock)
@@ -117,7 +120,7 @@ class _PausingClient(aiomqtt.Client):
                           bool(message.dup))
         # aiomqtt's queue is typed for its Message; we hand it our own pair.
         self._queue.put_nowait((inbound, self.acks.track(message.mid, message.qos)))  # type: ignore[arg-type]
-        if not self._paused and self._queue.qsize() >= self._high_water:
+        if self.may_pause and not self._paused and self._queue.qsize() >= self._high_water:
             self._pause()
 
     def _pause(self) -> None:
@@ -207,6 +210,7 @@ class MqttSource:
             try:
                 for topic_filter in self._filters:
                     await client.subscribe(topic_filter, qos=1)
+                client.may_pause = True
                 self.connections += 1
                 log.info("subscribed to %s on %s as %s", ", ".join(self._filters), s.url,
                          s.client_id)

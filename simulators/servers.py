@@ -142,10 +142,13 @@ def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = Non
     return server
 
 
-def start_influxd(workdir: Path, timeout: float = 30.0) -> Server:
-    """Start InfluxDB 1.x on a free loopback port with its data in ``workdir``."""
+def start_influxd(workdir: Path, timeout: float = 30.0, port: int | None = None) -> Server:
+    """Start InfluxDB 1.x on a loopback port (a free one unless given), data in ``workdir``.
+
+    Starting again with the same ``workdir`` and ``port`` brings back its data.
+    """
     binary = find(INFLUXD, "influxdb")
-    port, rpc_port = free_port(), free_port()
+    port, rpc_port = port or free_port(), free_port()
     conf = workdir / "influxdb.conf"
     conf.write_text(
         "reporting-disabled = true\n"

@@ -69,9 +69,26 @@ class Stack:
     def log(self) -> str:
         return (self.workdir / "collector.log").read_text(errors="replace")
 
+    def start_collector(self) -> None:
+        """Start (or start again) the collector with the same configuration and files."""
+        before = self.log().count("subscribed to") if (self.workdir / "collector.log").exists() \
+            else 0
+        log = (self.workdir / "collector.log").open("ab")
+        self.collector = subprocess.Popen([sys.executable, "-m", "collector", "collect"],
+                                          env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.log().count("subscribed to") > before
+                 or self.collector.poll() is not None, 30, "the collector to subscribe")
+        assert self.collector.poll() is None, self.log()[-3000:]
+
+    def latest_metrics(self) -> dict:
+        series = self.query("SELECT * FROM collector ORDER BY time DESC LIMIT 1")
+        return dict(zip(series[0]["columns"], series[0]["values"][0], strict=True)) \
+            if series else {}
+
 
 def start_stack(workdir: Path, mosquitto: servers.Server, influxdb: servers.Server,
-                database: str, communities: int = 20, client_id: str = "sct-test") -> Stack:
+                database: str, communities: int = 20, client_id: str = "sct-test",
+                **settings: str) -> Stack:
     registry = workdir / "registry.yaml"
     registry.write_text(to_yaml(generate(communities, seed=7)), encoding="utf-8")
     env = dict(os.environ,
@@ -82,15 +99,10 @@ def start_stack(workdir: Path, mosquitto: servers.Server, influxdb: servers.Serv
                SCT_INFLUX__FLUSH_INTERVAL_S="0.2",
                SCT_REGISTRY__PATH=str(registry),
                SCT_STORAGE__DIR=str(workdir / "var"),
-               SCT_METRICS__INTERVAL_S="1")
-    log = (workdir / "collector.log").open("wb")
-    collector = subprocess.Popen([sys.executable, "-m", "collector", "collect"], env=env,
-                                 stdout=log, stderr=subprocess.STDOUT)
+               SCT_METRICS__INTERVAL_S="1", **settings)
     stack = Stack(workdir, registry, env, mosquitto.port, f"http://127.0.0.1:{influxdb.port}",
-                  database, collector)
-    wait_for(lambda: "subscribed to" in stack.log() or collector.poll() is not None, 30,
-             "the collector to subscribe")
-    assert collector.poll() is None, stack.log()
+                  database, None)  # type: ignore[arg-type]
+    stack.start_collector()
     return stack
 
 
