@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 
-from collector.deadletter import DeadLetterStore
+from collector.deadletter import INFLUX_TOPIC, DeadLetterStore
 from collector.decode import Decoder
 from collector.enrich import Enricher
 from collector.health import Health
@@ -150,5 +150,5 @@ class Collector:
 
     def _bad_line(self, line: bytes, server_text: str) -> None:
         log.error("InfluxDB refused a line, kept in the dead letters: %s", server_text)
-        self.deadletters.add(Reject("influx:write", line, "influx_rejected", server_text,
+        self.deadletters.add(Reject(INFLUX_TOPIC, line, "influx_rejected", server_text,
                                     int(time.time() * 1000)))

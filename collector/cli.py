@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON record a line")
     d.set_defaults(run=_deadletter_list)
 
+    d = dsub.add_parser("replay", help="send stored refusals through the pipeline again")
+    d.add_argument("--config", type=Path)
+    d.add_argument("--reason", help="only this reason code")
+    d.set_defaults(run=_deadletter_replay)
+
     p = sub.add_parser("demo", help="the whole thing on one machine, from nothing")
     p.add_argument("--communities", type=int, default=20)
     p.add_argument("--rate", type=float, default=500.0)
@@ -154,6 +159,23 @@ def _deadletter_list(args: argparse.Namespace) -> int:
                   f"    {reject.detail}\n    payload: {payload}")
     if not args.json:
         print(f"{len(shown)} shown from {store.path}", file=sys.stderr)
+    return 0
+
+
+def _deadletter_replay(args: argparse.Namespace) -> int:
+    from collector.errors import WriteError
+    from collector.replay import replay
+
+    settings = config.load(args.config)
+    try:
+        outcome = asyncio.run(replay(settings, args.reason))
+    except WriteError as exc:
+        print(f"sct: InfluxDB cannot take the replayed readings ({exc}); nothing more was "
+              "marked replayed, run it again later", file=sys.stderr)
+        return 1
+    failing = ", ".join(f"{r}={n}" for r, n in sorted(outcome.still_failing.items()))
+    print(f"replayed {outcome.replayed} dead letters: {outcome.written} lines written, "
+          f"{sum(outcome.still_failing.values())} still failing ({failing or 'none'})")
     return 0
 
 

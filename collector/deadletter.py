@@ -1,5 +1,8 @@
 """Dead letters: every refused message or object, kept on disk with its reason.
 
+Replayed records are not rewritten (a running collector may be appending): their byte
+offsets are appended to ``deadletters.replayed``, and listing leaves them out.
+
 One JSON object a line in ``<storage.dir>/deadletters.jsonl``:
 ``{"received": "...Z", "received_ms": 0, "topic": "...", "reason": "...", "detail": "...",
 "payload": "<text>"}`` (``payload_b64`` instead when the bytes are not UTF-8). Appending
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +27,9 @@ from collector.records import Reject
 log = logging.getLogger(__name__)
 
 FILENAME = "deadletters.jsonl"
+REPLAYED = "deadletters.replayed"
+#: The topic of a record that is a line InfluxDB refused, not a device's message.
+INFLUX_TOPIC = "influx:write"
 
 
 def to_json(reject: Reject) -> bytes:
@@ -91,12 +98,36 @@ class DeadLetterStore:
         return True
 
     def read(self, reason: str | None = None) -> Iterator[Reject]:
-        """Every kept refusal, oldest first, optionally only those with ``reason``."""
+        """Every kept refusal not yet replayed, oldest first, optionally only ``reason``."""
+        for _offset, reject in self.records(reason):
+            yield reject
+
+    def records(self, reason: str | None = None) -> Iterator[tuple[int, Reject]]:
+        """(offset, refusal) of every record not yet replayed, oldest first."""
         if not self.path.exists():
             return
+        replayed = self._replayed()
+        offset = 0
         with self.path.open("rb") as handle:
             for line in handle:
-                if line.strip():
-                    reject = from_json(line)
-                    if reason is None or reject.reason == reason:
-                        yield reject
+                at, offset = offset, offset + len(line)
+                if not line.endswith(b"\n"):
+                    break  # being appended right now by a running collector
+                if at in replayed or not line.strip():
+                    continue
+                reject = from_json(line)
+                if reason is None or reject.reason == reason:
+                    yield at, reject
+
+    def mark_replayed(self, offsets: list[int]) -> None:
+        """Leave these records out from now on; fsynced before it returns."""
+        with (self.path.parent / REPLAYED).open("a") as handle:
+            handle.write("".join(f"{offset}\n" for offset in offsets))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _replayed(self) -> set[int]:
+        path = self.path.parent / REPLAYED
+        if not path.exists():
+            return set()
+        return {int(line) for line in path.read_text().split() if line.isdigit()}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -16,7 +18,9 @@ import paho.mqtt.client as paho
 import pytest
 import yaml
 from conftest import Stack, wait_for
+from corpus import INJECTIONS, hostile
 
+from collector.deadletter import from_json
 from devices import schema
 from devices.payloads import KINDS
 
@@ -147,6 +151,42 @@ def test_every_reject_reason_is_dead_lettered_and_nothing_reaches_influxdb(stack
     assert stack.collector.poll() is None, "the collector keeps running"
 
 
+def test_the_hostile_corpus_over_mqtt(stack: Stack) -> None:
+    registry = yaml.safe_load(stack.registry.read_text())
+    community = registry["communities"][0]["id"]
+    ours = [d for d in registry["devices"] if d["community"] == community]
+    lamp = next(d["id"] for d in ours if d["kind"] == "streetlight")
+    door = next(d["id"] for d in ours if d["kind"] == "door")
+    cases = [c for c in hostile(community, lamp, door, registry["communities"][1]["id"])
+             # The broker itself drops a client that names a topic with control characters.
+             if not any(ord(ch) < 32 for ch in c[1])]
+    before = Counter(r.reason for r in _dead_letters(stack))
+    _publish(stack, [(topic, payload) for _, topic, payload, _ in cases])
+
+    expected = Counter()
+    for _, _topic, payload, expect in cases:
+        if expect != "accept":
+            items = orjson.loads(payload) if expect == "bad_json" and payload.startswith(b"[1") \
+                else None
+            expected[expect] += len(items) if isinstance(items, list) else 1
+    wait_for(lambda: Counter(r.reason for r in _dead_letters(stack)) - before == expected, 60,
+             "every hostile message in the dead letters with its reason")
+    codes = wait_for(lambda: [row[1] for s in stack.query(
+        f"SELECT code FROM event WHERE device = '{lamp}' AND type = 'fault'")
+        for row in s["values"]], 30, "the escaped fault codes")
+    assert sorted(INJECTIONS) == sorted(codes), "stored exactly, nothing injected"
+    measurements = {row[0] for s in stack.query("SHOW MEASUREMENTS") for row in s["values"]}
+    assert measurements <= set(KINDS) | {schema.EVENT, schema.DEVICE_STATUS, schema.COLLECTOR,
+                                         schema.ALERT}
+    tags = {row[1] for s in stack.query("SHOW TAG VALUES WITH KEY = city") for row in s["values"]}
+    assert "evil" not in tags and stack.collector.poll() is None
+
+
+def _dead_letters(stack: Stack) -> list:
+    run = stack.sct("deadletter", "list", "--json", "--limit", "100000")
+    return [from_json(line.encode()) for line in run.stdout.splitlines()]
+
+
 def test_rejects_are_counted_by_reason_in_self_metrics(stack: Stack) -> None:
     def metrics() -> dict[str, int]:
         series = stack.query(f"SELECT * FROM {schema.COLLECTOR} ORDER BY time DESC LIMIT 1")
@@ -158,6 +198,42 @@ def test_rejects_are_counted_by_reason_in_self_metrics(stack: Stack) -> None:
     assert latest["rejected_ts_future"] >= 1
     assert latest["written"] >= READINGS
     assert latest["received"] >= READINGS
+
+
+def test_deadletter_replay_after_the_registry_learns_a_device(stack: Stack) -> None:
+    registry = yaml.safe_load(stack.registry.read_text())
+    community = registry["communities"][0]["id"]
+    now = int(time.time() * 1000)
+    _publish(stack, [(f"sc/{community}/streetlight/late-lamp-1/telemetry",
+                      orjson.dumps({"ts": now - 1000, "dim_pct": 70.0})),
+                     (f"sc/{community}/streetlight/late-lamp-1/telemetry",
+                      orjson.dumps({"dim_pct": 71.0}))])  # no ts: keeps its receive time
+
+    def listed(reason: str) -> list[dict]:
+        run = stack.sct("deadletter", "list", "--json", "--reason", reason, "--limit", "1000")
+        return [orjson.loads(line) for line in run.stdout.splitlines()]
+
+    wait_for(lambda: sum("late-lamp-1" in r["topic"] for r in listed("unknown_device")) == 2,
+             30, "the unknown device's readings in the dead letters")
+    received = [r["received_ms"] for r in listed("unknown_device") if "late-lamp-1" in r["topic"]]
+    registry["devices"].append({"id": "late-lamp-1", "kind": "streetlight",
+                                "community": community, "attrs": {"rated_power_w": 100}})
+    updated = stack.workdir / "registry-updated.yaml"
+    updated.write_text(yaml.safe_dump(registry, allow_unicode=True))
+
+    run = subprocess.run([sys.executable, "-m", "collector", "deadletter", "replay", "--reason",
+                          "unknown_device"], env={**stack.env, "SCT_REGISTRY__PATH": str(updated)},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "2 lines written" in run.stdout, run.stdout
+
+    (series,) = stack.query("SELECT dim_pct FROM streetlight WHERE device = 'late-lamp-1'")
+    assert [row[1] for row in series["values"]] == [70.0, 71.0]
+    assert series["values"][1][0] == max(received), "a ts-less reading keeps its receive time"
+    remaining = {r["topic"].split("/")[3] for r in listed("unknown_device")}
+    assert "late-lamp-1" not in remaining
+    assert "no-such-lamp" in remaining, "what still fails stays, with its (new) reason"
+    assert stack.collector.poll() is None
 
 
 def test_sigterm_flushes_and_exits_zero(stack: Stack) -> None:

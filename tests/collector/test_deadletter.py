@@ -25,3 +25,16 @@ def test_bounded_and_counted(tmp_path: Path) -> None:
     assert store.dropped == results.count(False)
     assert store.path.stat().st_size <= 400
     assert len(list(store.read())) == results.count(True)
+
+
+def test_replayed_records_are_left_out_and_a_torn_tail_is_not_read(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path, 10_000)
+    for i in range(3):
+        store.add(Reject("t", b"{}", "invalid", "d", i))
+    store.close()
+    offsets = [offset for offset, _ in store.records()]
+    store.mark_replayed(offsets[:2])
+    assert [r.received_ms for r in store.read()] == [2]
+    with store.path.open("ab") as handle:
+        handle.write(b'{"half": ')  # a collector appending right now
+    assert [r.received_ms for r in store.read()] == [2]
