@@ -201,3 +201,23 @@ def _peak_rss_kb(pid: int) -> int:
             return int(line.split()[1])
     raise AssertionError("no VmHWM")
 
+
+
+def test_sigterm_while_influxdb_is_down_spools_acknowledges_and_exits(
+        rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> None:
+    rig.influx.stop()
+    load = Load(rig.broker.port, rig.stack.registry, count=5_000, rate=5_000).start()
+    load.wait_acknowledged(60)
+    wait_for(lambda: _spooled(rig.stack) >= load.count, 60, "the collector to spool them")
+    started = time.monotonic()
+    rig.stack.collector.send_signal(signal.SIGTERM)
+    assert rig.stack.collector.wait(60) == 0
+    took = time.monotonic() - started
+    assert spool_files(rig.stack), "what InfluxDB could not take is on disk"
+    rig.restart_influx()
+    rig.stack.start_collector()
+    wait_for(lambda: rig.landed(load) == load.count, 120, "every reading to land")
+    redelivered = rig.stack.latest_metrics().get("redelivered", 0)
+    report(tmp_path_factory, f"SIGTERM with influxd down | sent {load.count} | exit 0 in "
+           f"{took:.1f} s | landed {load.count} after restart | redelivered {redelivered} | "
+           "dead-lettered 0")
