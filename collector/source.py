@@ -167,7 +167,6 @@ class MqttSource:
         self._client: _PausingClient | None = None
         self._taking = True
         self._closed = asyncio.Event()
-        self.connections = 0
 
     @property
     def unacknowledged(self) -> int:
@@ -211,7 +210,6 @@ class MqttSource:
                 for topic_filter in self._filters:
                     await client.subscribe(topic_filter, qos=1)
                 client.may_pause = True
-                self.connections += 1
                 log.info("subscribed to %s on %s as %s", ", ".join(self._filters), s.url,
                          s.client_id)
                 await self._consume(client, handle)

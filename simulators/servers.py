@@ -14,13 +14,11 @@ import resource
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,18 +170,6 @@ def _influx_ping(port: int) -> bool:
             return bool(resp.status == 204)
     except (urllib.error.URLError, OSError):
         return False
-
-
-@contextlib.contextmanager
-def running(start: str, workdir: Path | None = None) -> Iterator[Server]:
-    """``with running("mosquitto") as broker:`` starts a server and always stops it."""
-    starter = {"mosquitto": start_mosquitto, "influxd": start_influxd}[start]
-    with contextlib.ExitStack() as stack:
-        if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"sct-{start}-")))
-        server = starter(workdir)
-        stack.callback(server.stop)
-        yield server
 
 
 class EmbeddedBroker:

@@ -15,9 +15,25 @@ from pathlib import Path
 
 import pytest
 
+from devices.registry import from_mapping
 from devices.schema import DEFAULT_DATABASE
 from simulators import servers
 from simulators.registry_gen import generate, to_yaml
+
+#: Two communities and four devices, for tests of decode and enrich.
+SMALL_REGISTRY = from_mapping({
+    "communities": [
+        {"id": "c1", "city": "baoding", "district": "lianchi", "households": 900},
+        {"id": "c2", "city": "xinji", "district": "xinji", "households": 500},
+    ],
+    "devices": [
+        {"id": "lamp-1", "kind": "streetlight", "community": "c1"},
+        {"id": "bin-1", "kind": "waste_bin", "community": "c1", "attrs": {"category": "other"}},
+        {"id": "door-1", "kind": "door", "community": "c1"},
+        {"id": "door-2", "kind": "door", "community": "c2"},
+        {"id": "meter-1", "kind": "water_meter", "community": "c2", "attrs": {"role": "inlet"}},
+    ],
+})
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,

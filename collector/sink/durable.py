@@ -34,10 +34,6 @@ class DurableSink:
         self._work = asyncio.Event()   # the spool has something to replay
         self._room = asyncio.Event()   # the replayer freed space
 
-    @property
-    def spool(self) -> Spool:
-        return self._spool
-
     async def deliver(self, lines: list[bytes]) -> None:
         """Make ``lines`` durable: written (or dead-lettered line by line) or spooled."""
         if self._spool.empty:

@@ -6,6 +6,7 @@ import time
 
 import orjson
 import pytest
+from conftest import SMALL_REGISTRY
 
 from collector.decode import Decoder
 from collector.enrich import Enricher
@@ -13,21 +14,9 @@ from collector.metrics import Counters
 from collector.pipeline import Pipeline
 from collector.records import Inbound
 from collector.settings import ValidationSettings
-from devices.registry import from_mapping
 
 NOW = int(time.time() * 1000)
-REGISTRY = from_mapping({
-    "communities": [
-        {"id": "c1", "city": "baoding", "district": "lianchi", "households": 900},
-        {"id": "c2", "city": "xinji", "district": "xinji", "households": 500},
-    ],
-    "devices": [
-        {"id": "lamp-1", "kind": "streetlight", "community": "c1"},
-        {"id": "bin-1", "kind": "waste_bin", "community": "c1", "attrs": {"category": "other"}},
-        {"id": "door-1", "kind": "door", "community": "c2"},
-        {"id": "meter-1", "kind": "water_meter", "community": "c2", "attrs": {"role": "inlet"}},
-    ],
-})
+REGISTRY = SMALL_REGISTRY
 
 
 def run(topic: str, payload: bytes | object, **settings: object) -> tuple[list[bytes], list]:
@@ -54,12 +43,12 @@ def test_a_good_reading_becomes_one_line_with_registry_tags() -> None:
 def test_kind_tags_events_and_status() -> None:
     lines, _ = run("sc/c1/waste_bin/bin-1/telemetry", {"ts": NOW, "fill_pct": 91})
     assert b",category=other," in lines[0]
-    lines, _ = run("sc/c2/door/door-1/event",
+    lines, _ = run("sc/c2/door/door-2/event",
                    {"ts": NOW, "type": "access", "result": "denied", "method": "card"})
-    assert lines == [f'event,city=xinji,community=c2,device=door-1,kind=door,type=access '
+    assert lines == [f'event,city=xinji,community=c2,device=door-2,kind=door,type=access '
                      f'n=1i,result="denied",method="card" {NOW}'.encode()]
-    lines, _ = run("sc/c2/door/door-1/status", b"offline")
-    assert lines[0].startswith(b"device_status,city=xinji,community=c2,device=door-1,kind=door "
+    lines, _ = run("sc/c2/door/door-2/status", b"offline")
+    assert lines[0].startswith(b"device_status,city=xinji,community=c2,device=door-2,kind=door "
                                b"online=false,reason=")
 
 
@@ -83,7 +72,7 @@ def test_missing_ts_is_the_receive_time() -> None:
     (LAMP, {"dim_pct": 1, "ts": NOW - 31 * 86_400_000}, "ts_too_old"),
     ("sc/c1/Streetlight/lamp-1/telemetry", {"dim_pct": 1}, "bad_topic"),
     ("sc/c2/water_meter/meter-1/event", {"type": "leak"}, "invalid"),
-    ("sc/c2/door/door-1/status", b"sleeping", "invalid"),
+    ("sc/c2/door/door-2/status", b"sleeping", "invalid"),
 ])
 def test_every_reject_reason(topic: str, payload: object, reason: str) -> None:
     assert reasons(topic, payload) == [reason]
@@ -108,7 +97,7 @@ def test_validation_detail_names_the_field_and_the_value() -> None:
     _, rejects = run(LAMP, {"dim_pct": 150})
     assert rejects[0].detail == "field 'dim_pct': Input should be less than or equal to 100 " \
                                 "(got 150)"
-    _, rejects = run("sc/c2/door/door-1/event", {"type": "access", "result": "granted"})
+    _, rejects = run("sc/c2/door/door-2/event", {"type": "access", "result": "granted"})
     assert rejects[0].detail == "field 'method': Field required"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import SMALL_REGISTRY
 from corpus import INJECTIONS, REASONS, hostile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,18 +24,8 @@ from collector.metrics import Counters
 from collector.pipeline import Pipeline
 from collector.records import Inbound
 from collector.settings import ValidationSettings
-from devices.registry import from_mapping
 
-REGISTRY = from_mapping({
-    "communities": [
-        {"id": "c1", "city": "baoding", "district": "lianchi", "households": 900},
-        {"id": "c2", "city": "xinji", "district": "xinji", "households": 500},
-    ],
-    "devices": [
-        {"id": "lamp-1", "kind": "streetlight", "community": "c1"},
-        {"id": "door-1", "kind": "door", "community": "c1"},
-    ],
-})
+REGISTRY = SMALL_REGISTRY
 SERIES = {  # the only series prefixes a line may start with
     b"streetlight,city=baoding,community=c1,device=lamp-1,district=lianchi ",
     b"door,city=baoding,community=c1,device=door-1,district=lianchi ",
