@@ -23,7 +23,7 @@ from collector.health import Health
 from collector.health import Reading as HealthReading
 from collector.metrics import Counters
 from collector.pipeline import Pipeline
-from collector.records import Inbound, Reject
+from collector.records import Claim, Inbound, Reject
 from collector.settings import Settings
 from collector.sink.batcher import Batcher
 from collector.sink.durable import DurableSink
@@ -82,16 +82,7 @@ class Collector:
         source = MqttSource(self.settings.mqtt, topics.subscriptions(self.settings.mqtt.topic_root))
 
         async def handle(msg: Inbound, ticket: Ticket) -> None:
-            msg = self.stamps.restamp(msg)
-            lines, rejects = pipeline.process(msg)
-            for reject in rejects:
-                self._keep(reject)
-            if lines and pipeline.stamped_on_receipt:
-                self.stamps.record(msg)
-            for line in lines:
-                ticket.hold()
-                await batcher.add(line, ticket)
-            ticket.release()
+            await self.handle(pipeline, batcher, msg, ticket)
 
         async with asyncio.TaskGroup() as group:
             background = [group.create_task(batcher.run()), group.create_task(sink.replay()),
@@ -106,6 +97,24 @@ class Collector:
             await taking
             for task in background:
                 task.cancel()
+
+    async def handle(self, pipeline: Pipeline, batcher: Batcher, msg: Inbound,
+                     ticket: Claim) -> None:
+        """One message through the pipeline: refusals kept, lines handed to the batcher.
+
+        Each line holds the message's ticket until its batch is durable; a redelivered
+        message gets back the receive time it was first stamped with.
+        """
+        msg = self.stamps.restamp(msg)
+        lines, rejects = pipeline.process(msg)
+        for reject in rejects:
+            self._keep(reject)
+        if lines and pipeline.stamped_on_receipt:
+            self.stamps.record(msg)
+        for line in lines:
+            ticket.hold()
+            await batcher.add(line, ticket)
+        ticket.release()
 
     async def _flush(self, batcher: Batcher, source: MqttSource) -> None:
         budget = SHUTDOWN_FLUSH_S + self.settings.influx.timeout_s

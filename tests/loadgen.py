@@ -32,6 +32,7 @@ class Load:
     rate: float
     per_message: int = 1
     client_id: str = "sct-test-load"
+    with_ts: bool = True  # False: no ts, a seq instead; the collector stamps them
     base_ms: int = field(default_factory=lambda: int(time.time() * 1000) - 3_600_000)
     per_kind: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -63,7 +64,9 @@ class Load:
             community, kind, device = self.devices[m % len(self.devices)]
             first = m * self.per_message
             n = min(self.per_message, self.count - first)
-            objects = [{"ts": self.base_ms + first + j, FIELD[kind]: float((first + j) % 90)}
+            stamp = "ts" if self.with_ts else "seq"
+            base = self.base_ms if self.with_ts else 0
+            objects = [{stamp: base + first + j, FIELD[kind]: float((first + j) % 90)}
                        for j in range(n)]
             payload = orjson.dumps(objects[0] if self.per_message == 1 else objects)
             topic = f"sc/{community}/{kind}/{device}/telemetry"

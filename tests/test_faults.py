@@ -45,16 +45,20 @@ class Rig:
         self.influx = servers.start_influxd(self.root / "influx", port=self.influx.port)
 
     def landed(self, load: Load) -> int:
-        """Distinct readings of ``load`` in InfluxDB (0 before the database exists)."""
+        """Distinct readings of ``load`` in InfluxDB."""
+        return self.points(load, f"time >= {load.base_ms}ms "
+                                 f"AND time < {load.base_ms + load.count}ms")
+
+    def points(self, load: Load, where: str) -> int:
+        """Points of ``load``'s kinds matching ``where`` (0 before the database exists)."""
         try:
-            series = self.stack.query(
-                f"SELECT count(*) FROM /.*/ WHERE time >= {load.base_ms}ms "
-                f"AND time < {load.base_ms + load.count}ms")
+            series = self.stack.query(f"SELECT count(*) FROM /.*/ WHERE {where}")
         except servers.ServerError as exc:
             if "database not found" in str(exc):
                 return 0
             raise
-        return sum(max(v for v in s["values"][0][1:] if v is not None) for s in series)
+        return sum(max(v for v in s["values"][0][1:] if v is not None) for s in series
+                   if s["name"] in load.per_kind)
 
     def stop(self) -> None:
         if self.stack.collector.poll() is None:
@@ -98,6 +102,28 @@ def test_kill_9_mid_run_every_reading_lands_once(rig: Rig,
     report(tmp_path_factory, f"kill -9 collector | sent {load.count} | landed {load.count} "
            f"(at kill {at_kill}) | redelivered to the new collector {redelivered} "
            "(rewritten as the same points) | dead-lettered 0")
+
+
+def test_kill_9_with_readings_without_ts_no_second_stamp(
+        rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> None:
+    started_ms = int(time.time() * 1000)
+    load = Load(rig.broker.port, rig.stack.registry, count=20_000, rate=4_000,
+                with_ts=False).start()
+
+    def stamped() -> int:
+        return rig.points(load, f"time >= {started_ms}ms AND time <= now() + 1m")
+
+    wait_for(lambda: stamped() > 4_000, 60, "the run to be under way")
+    rig.stack.collector.send_signal(signal.SIGKILL)
+    rig.stack.collector.wait()
+    rig.stack.start_collector()
+    load.wait_acknowledged(120)
+    wait_for(lambda: stamped() >= load.count, 120, "every reading to land")
+    time.sleep(2)  # anything stamped twice would show up as more points than readings
+    redelivered = rig.stack.latest_metrics().get("redelivered", 0)
+    assert stamped() == load.count
+    report(tmp_path_factory, f"kill -9, readings without ts | sent {load.count} | landed "
+           f"{load.count}, none stamped twice | redelivered {redelivered} | dead-lettered 0")
 
 
 def test_influxd_down_30_s_spools_and_drains(tmp_path: Path,

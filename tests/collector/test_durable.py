@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from collector.errors import RetryableWriteError
+from collector.errors import AuthWriteError, RetryableWriteError
 from collector.metrics import Counters
 from collector.settings import InfluxSettings
 from collector.sink.durable import DurableSink
@@ -75,5 +75,21 @@ def test_a_full_spool_makes_deliver_wait(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         assert influx.written == [line] * 3
         replayer.cancel()
+
+    asyncio.run(go())
+
+
+def test_refused_credentials_keep_everything_in_the_spool(tmp_path: Path) -> None:
+    class Refusing:
+        async def write(self, body: bytes) -> None:
+            raise AuthWriteError("authorization failed", 401)
+
+    async def go() -> None:
+        counters = Counters()
+        spool = Spool(tmp_path, 10**6)
+        spool.open()
+        writer = RetryingWriter(Refusing(), InfluxSettings(), lambda line, why: None, counters)
+        await DurableSink(writer, spool, counters).deliver([b"a 1", b"a 2"])
+        assert spool.lines == 2 and counters.auth_failing
 
     asyncio.run(go())
