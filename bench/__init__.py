@@ -1,0 +1,1 @@
+"""Benchmarks and evaluations: ``make eval`` (detector quality), ``make bench`` (speed)."""

@@ -1,0 +1,102 @@
+"""``make eval``: the detectors on the labelled public data in ``../shared/datasets``.
+
+One detector setting per benchmark for all its files (no per-file tuning). Prints a table.
+The datasets are read in place and never copied into this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scoring import Confusion, NabResult, nab_file, nab_normalised  # noqa: E402
+from collector.detect.replay import run  # noqa: E402
+
+DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
+
+
+def nab(root: Path, detector: str) -> tuple[float, list[NabResult]]:
+    windows = json.loads((root / "labels" / "combined_windows.json").read_text())
+    results = []
+    for name, limits in sorted(windows.items()):
+        path = root / "data" / name
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        stamps = [datetime.fromisoformat(r["timestamp"]) for r in rows]
+        flags = [flag for _, _, flag in run(iter(rows), "timestamp", ["value"], detector)]
+        spans = [(_index(stamps, a), _index(stamps, b)) for a, b in limits]
+        results.append(nab_file(flags, spans))
+    return nab_normalised(results), results
+
+
+def _index(stamps: list[datetime], text: str) -> int:
+    when = datetime.fromisoformat(text)
+    return min(range(len(stamps)), key=lambda i: abs((stamps[i] - when).total_seconds()))
+
+
+def skab(root: Path, folder: str, detector: str, skip: int = 400) -> Confusion:
+    confusion = Confusion()
+    for path in sorted((root / "data" / folder).glob("*.csv"), key=lambda p: p.name):
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter=";"))
+        columns = [c for c in rows[0] if c not in ("datetime", "anomaly", "changepoint")]
+        flags = [flag for _, _, flag in run(iter(rows), "datetime", columns, detector)]
+        actual = [int(float(r.get("anomaly", 0) or 0)) for r in rows]
+        confusion.add(flags[skip:], actual[skip:])
+    return confusion
+
+
+def gecco(root: Path, detector: str) -> Confusion:
+    with (root / "train.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # The quality parameters; flow (Fm, Fm_2) and temperature say nothing of contamination.
+    columns = ["Cl", "pH", "Redox", "Leit", "Trueb", "Cl_2"]
+    flags = [flag for _, _, flag in run(iter(rows), "Time", columns, detector)]
+    confusion = Confusion()
+    confusion.add(flags, [int(r["EVENT"]) for r in rows])
+    return confusion
+
+
+def table(lines: Iterator[str]) -> None:
+    for line in lines:
+        print(line, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", type=Path, default=DATASETS)
+    parser.add_argument("--nab", default="surprise")
+    parser.add_argument("--skab", default="profile")
+    parser.add_argument("--gecco", default="profile")
+    args = parser.parse_args()
+    if not args.datasets.is_dir():
+        print(f"no datasets at {args.datasets}", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    score, results = nab(args.datasets / "nab", args.nab)
+    print(f"{'benchmark':<28} {'detector':<14} result")
+    print(f"{'NAB (standard profile)':<28} {args.nab:<14} score {score:.1f}  "
+          f"(windows hit {sum(r.tp for r in results)}, missed {sum(r.fn for r in results)}, "
+          f"false positives {sum(r.fp for r in results)})")
+    for folder in ("valve1", "anomaly-free"):
+        c = skab(args.datasets / "skab", folder, args.skab)
+        print(f"{'SKAB ' + folder:<28} {args.skab:<14} F1 {c.f1:.3f}  "
+              f"false-alarm rate {c.false_alarm_rate:.1%}  "
+              f"missed-alarm rate {c.missed_alarm_rate:.1%}")
+    c = gecco(args.datasets / "gecco2018", args.gecco)
+    print(f"{'GECCO 2018 train':<28} {args.gecco:<14} F1 {c.f1:.3f}  precision "
+          f"{c.precision:.3f}  recall {c.recall:.3f}")
+    print(f"({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

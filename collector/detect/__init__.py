@@ -1,0 +1,1 @@
+"""Detection: statistical detectors (``stats``), picked by name from ``DETECTORS``."""
