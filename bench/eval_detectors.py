@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.scoring import Confusion, NabResult, nab_file, nab_normalised  # noqa: E402
-from collector.detect.replay import run  # noqa: E402
+from bench.scoring import Confusion, NabResult, nab_file, nab_normalised
+from collector.detect.replay import run
 
 DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
 

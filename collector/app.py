@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from collector.deadletter import INFLUX_TOPIC, DeadLetterStore
 from collector.decode import Decoder
+from collector.detect.alerts import Alert, AlertBook
+from collector.detect.stage import DetectStage
 from collector.enrich import Enricher
 from collector.health import Health
 from collector.health import Reading as HealthReading
@@ -54,7 +57,10 @@ class Collector:
         self.stamps = StampJournal(storage.dir / "stamps")
         self.health = Health(settings.metrics.instance, storage.spool_alert_pct,
                              settings.metrics.stall_alert_s)
+        self.book = AlertBook(storage.dir / "alerts.json")
+        self.detect_state = storage.dir / "detect-state.pickle"
         self._started = time.time()
+        self._publish: Callable[[Alert], object] = lambda alert: None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then flush and return."""
@@ -62,8 +68,11 @@ class Collector:
         reg = registry.load(s.registry.path)
         log.info("registry %s: %d communities, %d devices", s.registry.path,
                  len(reg.communities), len(reg.devices))
+        self.book.load()
+        detect = DetectStage(reg, s.detect, self.book)
+        detect.restore(self.detect_state)
         pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
-                            self.counters)
+                            self.counters, detect)
         self.deadletters.open()
         self.spool.open()
         self.stamps.open()
@@ -72,27 +81,32 @@ class Collector:
                 retrying = RetryingWriter(writer, s.influx, self._bad_line, self.counters)
                 sink = DurableSink(retrying, self.spool, self.counters)
                 batcher = Batcher(s.influx, sink.deliver)
-                await self._serve(pipeline, sink, batcher, stop)
+                await self._serve(pipeline, sink, batcher, detect, stop)
         finally:
             self.stamps.close()
             self.deadletters.close()
 
     async def _serve(self, pipeline: Pipeline, sink: DurableSink, batcher: Batcher,
-                     stop: asyncio.Event) -> None:
-        source = MqttSource(self.settings.mqtt, topics.subscriptions(self.settings.mqtt.topic_root))
+                     detect: DetectStage, stop: asyncio.Event) -> None:
+        root = self.settings.mqtt.topic_root
+        source = MqttSource(self.settings.mqtt, topics.subscriptions(root))
+        self._publish = lambda alert: source.publish(alert.topic(root), alert.payload())
 
         async def handle(msg: Inbound, ticket: Ticket) -> None:
             await self.handle(pipeline, batcher, msg, ticket)
 
         async with asyncio.TaskGroup() as group:
             background = [group.create_task(batcher.run()), group.create_task(sink.replay()),
-                          group.create_task(self._report(batcher, source))]
+                          group.create_task(self._report(batcher, source)),
+                          group.create_task(self._watch(batcher, detect))]
             taking = group.create_task(source.run(handle))
             await stop.wait()
             source.stop_taking()
             log.info("stopping: no longer taking messages; flushing %d pending lines",
                      batcher.pending)
             await self._flush(batcher, source)
+            detect.snapshot(self.detect_state)
+            self.book.save()
             source.close()
             await taking
             for task in background:
@@ -111,6 +125,8 @@ class Collector:
             self._keep(reject)
         if lines and pipeline.stamped_on_receipt:
             self.stamps.record(msg)
+        for alert in pipeline.alerts:
+            self._publish(alert)
         for line in lines:
             ticket.hold()
             await batcher.add(line, ticket)
@@ -131,6 +147,20 @@ class Collector:
         for point in self._metrics_points(batcher, source):
             await batcher.add(encode(point))
         await batcher.drain()
+
+    async def _watch(self, batcher: Batcher, detect: DetectStage) -> None:
+        """Silent devices every few seconds; the detector state every ``snapshot_s``."""
+        last_snapshot = time.monotonic()
+        while True:
+            await asyncio.sleep(5.0)
+            for alert in detect.tick(int(time.time() * 1000)):
+                self.counters.alerts += 1
+                self._publish(alert)
+                await batcher.add(encode(alert.point()))
+            self.book.save()
+            if time.monotonic() - last_snapshot >= self.settings.detect.snapshot_s:
+                detect.snapshot(self.detect_state)
+                last_snapshot = time.monotonic()
 
     async def _report(self, batcher: Batcher, source: MqttSource) -> None:
         while True:

@@ -81,6 +81,21 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--reason", help="only this reason code")
     d.set_defaults(run=_deadletter_replay)
 
+    p = sub.add_parser("alerts", help="the open alerts")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON record a line")
+    p.set_defaults(run=_alerts)
+
+    p = sub.add_parser("detect", help="detector tools")
+    tsub = p.add_subparsers(required=True, metavar="ACTION")
+    t = tsub.add_parser("replay", help="run a detector over a CSV file; CSV on stdout")
+    t.add_argument("file", type=Path)
+    t.add_argument("--time-column", required=True)
+    t.add_argument("--value-column", action="append", required=True, dest="value_columns")
+    t.add_argument("--detector", default="combined",
+                   help="one of: " + ", ".join(_detector_names()))
+    t.set_defaults(run=_detect_replay)
+
     p = sub.add_parser("demo", help="the whole thing on one machine, from nothing")
     p.add_argument("--communities", type=int, default=20)
     p.add_argument("--rate", type=float, default=500.0)
@@ -177,6 +192,41 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     print(f"replayed {outcome.replayed} dead letters: {outcome.written} lines written, "
           f"{sum(outcome.still_failing.values())} still failing ({failing or 'none'})")
     return 0
+
+
+def _detector_names() -> list[str]:
+    from collector.detect.catalog import DETECTORS
+
+    return sorted(DETECTORS)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from collector.detect.alerts import AlertBook
+
+    settings = config.load(args.config)
+    book = AlertBook(settings.storage.dir / "alerts.json")
+    book.load()
+    for alert in book.open:
+        if args.json:
+            sys.stdout.buffer.write(alert.payload() + b"\n")
+        else:
+            print(f"{alert.ts_ms}  {alert.severity:<8} {alert.rule:<24} {alert.device:<28} "
+                  f"{alert.message}")
+    if not args.json:
+        print(f"{len(book.open)} open alerts", file=sys.stderr)
+    return 0
+
+
+def _detect_replay(args: argparse.Namespace) -> int:
+    from collector.detect.replay import main as replay_main
+
+    if args.detector not in _detector_names():
+        raise ConfigError(f"--detector must be one of {', '.join(_detector_names())}")
+    try:
+        return replay_main(str(args.file), args.time_column, args.value_columns, args.detector)
+    except (OSError, ValueError) as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 2
 
 
 def _demo(args: argparse.Namespace) -> int:

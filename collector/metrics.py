@@ -18,6 +18,7 @@ class Counters:
     redelivered: int = 0       # of which the broker had sent before (DUP): no ack came back
     accepted: int = 0          # points built from them (readings, events, status)
     rejected: int = 0          # messages or array objects refused
+    alerts: int = 0            # alert transitions (raised or cleared) from the detectors
     by_reason: Counter[str] = field(default_factory=Counter)
     written: int = 0           # lines InfluxDB took
     batches: int = 0
@@ -42,7 +43,7 @@ class Counters:
         fields: list[tuple[str, schema.FieldValue]] = [
             ("received", self.received), ("redelivered", self.redelivered),
             ("accepted", self.accepted),
-            ("rejected", self.rejected), ("written", self.written),
+            ("rejected", self.rejected), ("alerts", self.alerts), ("written", self.written),
             ("batches", self.batches), ("write_retries", self.write_retries),
             ("write_rejected", self.write_rejected), ("pending", pending),
             ("deadletter_dropped", self.deadletter_dropped), ("spooled", self.spooled),

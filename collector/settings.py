@@ -113,6 +113,39 @@ class ValidationSettings(Section):
     max_future_s: Annotated[float, Field(ge=0)] = 300.0
 
 
+class DetectSettings(Section):
+    """Detection: the domain rules' thresholds and the statistical detectors.
+
+    Defaults and where they come from are in the README (section Detection).
+    """
+
+    enabled: bool = True
+    statistical: bool = True          # outlier / level-shift alerts on the fields below
+    snapshot_s: Positive = 60.0       # detector state saved this often (and at shutdown)
+    lamp_dark_lux: Annotated[float, Field(ge=0)] = 10.0
+    lamp_daylight_lux: Annotated[float, Field(ge=0)] = 1000.0
+    lamp_power_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.3
+    bin_full_pct: Annotated[float, Field(gt=0, le=100)] = 90.0
+    bin_fire_temp_c: float = 60.0
+    bin_temp_rise_c_per_h: Positive = 15.0
+    bin_max_hours_between_collections: dict[str, float] = Field(default_factory=lambda: {
+        "kitchen": 24.0, "other": 36.0, "recyclable": 72.0, "hazardous": 24.0 * 8})
+    turbidity_max_ntu: Positive = 1.0
+    chlorine_min_mg_l: Annotated[float, Field(ge=0)] = 0.05
+    ph_min: float = 6.5
+    ph_max: float = 8.5
+    pressure_drop_pct: Annotated[float, Field(gt=0, lt=100)] = 30.0
+    leak_night_rise_pct: Positive = 30.0
+    leak_nights: Annotated[int, Field(ge=1)] = 3
+    level_rise_pct_per_h: Positive = 20.0
+    denied_in_a_row: Annotated[int, Field(ge=2)] = 3
+    denied_window_s: Positive = 300.0
+    battery_low_pct: Annotated[float, Field(ge=0, le=100)] = 20.0
+    stuck_readings: Annotated[int, Field(ge=3)] = 30
+    silent_factor: Positive = 5.0     # silent when no reading for this many usual intervals
+    silent_min_s: Positive = 600.0    # ... and at least this long
+
+
 class MetricsSettings(Section):
     instance: str = "sct-1"
     interval_s: Positive = 10.0
@@ -134,6 +167,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     validation: ValidationSettings = ValidationSettings()
     metrics: MetricsSettings = MetricsSettings()
+    detect: DetectSettings = DetectSettings()
 
     @classmethod
     def settings_customise_sources(

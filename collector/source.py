@@ -173,6 +173,13 @@ class MqttSource:
         """Messages received on this connection and not yet acknowledged."""
         return len(self._client.acks) if self._client else 0
 
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Publish at QoS 1 without waiting (alerts); False when not connected now."""
+        if self._client is None:
+            return False
+        info = self._client._client.publish(topic, payload, qos=1)
+        return bool(info.rc == paho.MQTT_ERR_SUCCESS)
+
     def stop_taking(self) -> None:
         self._taking = False
         if self._client is not None:

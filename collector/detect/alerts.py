@@ -1,0 +1,117 @@
+"""Alerts: a rule's verdict over time becomes raised and cleared alerts, one open at a time.
+
+Rules say, reading by reading, whether their condition holds (a :class:`Verdict`). The book
+turns that into transitions: raised when a condition starts to hold, cleared when it stops;
+an open alert is not raised again. Hysteresis lives in the rules (each knows whether its
+alert is open and uses a looser bound to clear it). The open alerts are saved to
+``<storage.dir>/alerts.json`` by :meth:`AlertBook.save` (the collector calls it every few
+seconds when something changed, and at shutdown), for ``sct alerts``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from devices import schema
+from devices.registry import Device
+from devices.schema import Point
+from devices.topics import alert_topic
+
+SEVERITIES = ("info", "warning", "critical")
+
+
+class Verdict(NamedTuple):
+    """What a rule found in one reading."""
+
+    rule: str
+    active: bool
+    severity: str = "warning"
+    value: float = 0.0
+    message: str = ""
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One transition of one alert."""
+
+    rule: str
+    state: str  # "raised" or "cleared"
+    severity: str
+    device: str
+    kind: str
+    community: str
+    city: str
+    value: float
+    score: float
+    message: str
+    ts_ms: int
+
+    def point(self) -> Point:
+        tags = ((schema.CITY, self.city), (schema.COMMUNITY, self.community),
+                (schema.DEVICE, self.device), (schema.KIND, self.kind), ("rule", self.rule),
+                ("severity", self.severity))
+        fields = (("state", self.state), ("value", float(self.value)),
+                  ("score", float(self.score)), ("message", self.message))
+        return Point(schema.ALERT, tags, fields, self.ts_ms)
+
+    def topic(self, root: str) -> str:
+        return alert_topic(self.community, self.kind, self.device, root)
+
+    def payload(self) -> bytes:
+        return json.dumps(asdict(self), ensure_ascii=False).encode()
+
+
+class AlertBook:
+    """The open alerts, by (device, rule)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._open: dict[tuple[str, str], Alert] = {}
+        self._changed = False
+
+    def is_open(self, device: str, rule: str) -> bool:
+        return (device, rule) in self._open
+
+    @property
+    def open(self) -> list[Alert]:
+        return sorted(self._open.values(), key=lambda a: a.ts_ms)
+
+    def observe(self, device: Device, verdict: Verdict, ts_ms: int) -> Alert | None:
+        """The transition this verdict causes, if any."""
+        key = (device.id, verdict.rule)
+        if verdict.active == (key in self._open):
+            return None
+        alert = Alert(verdict.rule, "raised" if verdict.active else "cleared",
+                      verdict.severity if verdict.active else self._open[key].severity,
+                      device.id, device.kind, device.community.id, device.community.city,
+                      verdict.value, verdict.score if verdict.active else 0.0,
+                      verdict.message, ts_ms)
+        if verdict.active:
+            self._open[key] = alert
+        else:
+            del self._open[key]
+        self._changed = True
+        return alert
+
+    def load(self) -> None:
+        if self._path is None or not self._path.exists():
+            return
+        for record in json.loads(self._path.read_text(encoding="utf-8")):
+            alert = Alert(**record)
+            self._open[(alert.device, alert.rule)] = alert
+
+    def save(self) -> None:
+        """Write the open alerts if they changed since the last save (atomically)."""
+        if self._path is None or not self._changed:
+            return
+        self._changed = False
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self._path.with_suffix(".tmp")
+        temporary.write_text(json.dumps([asdict(a) for a in self.open], ensure_ascii=False),
+                             encoding="utf-8")
+        os.replace(temporary, self._path)

@@ -1,0 +1,302 @@
+"""Domain rules: what operators of a retrofitted community want to be told, kind by kind.
+
+Each rule looks at one reading or event of one device (a :class:`Seen`) with that device's
+small rule state, and yields :class:`Verdict` s. Where a condition has a bound, the alert
+clears at a looser one (hysteresis), so a value hovering at the bound does not flap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from collector.detect.alerts import Verdict
+from collector.settings import DetectSettings
+from devices.registry import Device
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(slots=True)
+class Seen:
+    """One reading (``fields``) or event (``event``) of one device, for the rules."""
+
+    device: Device
+    ts_ms: int
+    hour: float                      # local hour of the day (China Standard Time)
+    fields: dict[str, Any]
+    event: str | None
+    detail: dict[str, Any]           # an event's own fields (result, method, code)
+    state: dict[str, Any]            # this device's rule state, kept between readings
+    open: Callable[[str], bool]      # is this rule's alert open for this device?
+    settings: DetectSettings
+
+
+Rule = Callable[[Seen], Iterator[Verdict]]
+
+
+def _rate_per_hour(s: Seen, key: str, value: float, alpha: float = 0.3) -> float | None:
+    """Smoothed rate of change of ``value`` per hour, from this device's previous readings."""
+    last = s.state.get(key)
+    s.state[key] = (s.ts_ms, value, last[2] if last else 0.0)
+    if last is None or s.ts_ms <= last[0]:
+        return None
+    rate = (value - last[1]) / ((s.ts_ms - last[0]) / HOUR_MS)
+    smoothed: float = last[2] + alpha * (rate - last[2])
+    s.state[key] = (s.ts_ms, value, smoothed)
+    return smoothed
+
+
+# --- lighting ---------------------------------------------------------------------------
+
+def streetlight(s: Seen) -> Iterator[Verdict]:
+    f, cfg = s.fields, s.settings
+    on, lux = f.get("on"), f.get("lux")
+    if on is not None and lux is not None:
+        dark = lux < (cfg.lamp_dark_lux * (2 if s.open("lamp_dark") else 1))
+        yield Verdict("lamp_dark", on is False and dark, "warning", lux,
+                      f"lamp off while dark outside ({lux:.0f} lx)")
+        bright = lux > cfg.lamp_daylight_lux * (0.5 if s.open("lamp_day_burning") else 1)
+        yield Verdict("lamp_day_burning", on is True and bright, "info", lux,
+                      f"lamp on in daylight ({lux:.0f} lx): wasted energy")
+    rated = float(s.device.attrs.get("rated_power_w", 0) or 0)
+    power, dim = f.get("power_w"), f.get("dim_pct")
+    if rated and on and power is not None and dim:
+        expected = rated * dim / 100
+        off_by = abs(power - expected) / expected
+        tolerance = cfg.lamp_power_tolerance * (0.7 if s.open("lamp_power") else 1)
+        yield Verdict("lamp_power", off_by > tolerance, "warning", power,
+                      f"drawing {power:.0f} W, expected about {expected:.0f} W "
+                      f"({off_by:.0%} off): failing driver or lamp", off_by)
+    yield from _counter(s, "energy_kwh")
+
+
+def _counter(s: Seen, name: str) -> Iterator[Verdict]:
+    value = s.fields.get(name)
+    if value is None:
+        return
+    previous = s.state.get(name)
+    s.state[name] = value
+    if previous is not None:
+        back = value < previous - 1e-9
+        yield Verdict("counter_backwards", back, "warning", value,
+                      f"{name} went back from {previous:g} to {value:g}")
+
+
+# --- waste ------------------------------------------------------------------------------
+
+def waste_bin(s: Seen) -> Iterator[Verdict]:
+    cfg, f = s.settings, s.fields
+    category = str(s.device.attrs.get("category", "other"))
+    if s.event == "emptied":
+        s.state["emptied_at"] = s.ts_ms
+        yield Verdict("bin_not_emptied", False, "warning")
+        return
+    fill = f.get("fill_pct")
+    if fill is not None:
+        last_fill = s.state.get("last_fill")
+        if last_fill is not None and fill < last_fill - 30:
+            s.state["emptied_at"] = s.ts_ms  # a bin that empties itself has been collected
+        s.state["last_fill"] = fill
+        s.state.setdefault("emptied_at", s.ts_ms)
+        rate = _rate_per_hour(s, "fill_rate", fill)
+        full = fill >= cfg.bin_full_pct - (10 if s.open("bin_full") else 0)
+        eta = ""
+        if rate and rate > 0.1 and fill < 100:
+            eta = f", full in about {(100 - fill) / rate:.1f} h"
+        yield Verdict("bin_full", full, "warning", fill, f"bin at {fill:.0f} %{eta}")
+        hours = (s.ts_ms - s.state["emptied_at"]) / HOUR_MS
+        limit = cfg.bin_max_hours_between_collections.get(category, 48.0)
+        yield Verdict("bin_not_emptied", hours > limit and fill > 20, "warning", hours,
+                      f"{category} bin not emptied for {hours:.0f} h (schedule: {limit:.0f} h)")
+    temp = f.get("temp_c")
+    if temp is not None:
+        rise = _rate_per_hour(s, "temp_rate", temp) or 0.0
+        hot = temp >= cfg.bin_fire_temp_c - (5 if s.open("bin_fire_risk") else 0)
+        rising = rise >= cfg.bin_temp_rise_c_per_h and temp > 40
+        yield Verdict("bin_fire_risk", hot or rising, "critical", temp,
+                      f"bin at {temp:.0f} °C, rising {rise:.0f} °C/h: fire risk")
+
+
+# --- water ------------------------------------------------------------------------------
+
+def water_meter(s: Seen) -> Iterator[Verdict]:
+    f = s.fields
+    yield from _counter(s, "total_m3")
+    pressure = f.get("pressure_kpa")
+    if pressure is not None:
+        yield from _pressure_drop(s, pressure)
+    flow = f.get("flow_m3h")
+    if flow is not None and s.device.attrs.get("role") in ("inlet", "building"):
+        yield from _night_flow(s, flow)
+
+
+def _pressure_drop(s: Seen, pressure: float) -> Iterator[Verdict]:
+    base = s.state.get("pressure_base")
+    if base is None:
+        s.state["pressure_base"] = pressure
+        return
+    drop = (base - pressure) / base if base > 0 else 0.0
+    limit = s.settings.pressure_drop_pct / 100 * (0.5 if s.open("pressure_burst") else 1)
+    burst = drop > limit
+    if not burst:  # the baseline does not follow a burst
+        s.state["pressure_base"] = base + 0.05 * (pressure - base)
+    yield Verdict("pressure_burst", burst, "critical", pressure,
+                  f"pressure {pressure:.0f} kPa, {drop:.0%} under its usual {base:.0f}: "
+                  "a burst main?", drop)
+
+
+def _night_flow(s: Seen, flow: float) -> Iterator[Verdict]:
+    """Minimum night flow (02:00-04:00): rising over several nights means a leak."""
+    cfg = s.settings
+    day = (s.ts_ms + 8 * HOUR_MS) // (24 * HOUR_MS)
+    if 2 <= s.hour < 4:
+        tonight = s.state.get("night")
+        if tonight is None or tonight[0] != day:
+            s.state["night"] = (day, flow)
+        else:
+            s.state["night"] = (day, min(tonight[1], flow))
+        return
+    tonight = s.state.pop("night", None)
+    if tonight is None or s.hour < 4:
+        return
+    nights: list[float] = s.state.setdefault("nights", [])
+    nights.append(tonight[1])
+    del nights[:-14]
+    if len(nights) < cfg.leak_nights + 3:
+        return
+    before = sorted(nights[:-cfg.leak_nights])
+    baseline = before[len(before) // 2]
+    rise = 1 + cfg.leak_night_rise_pct / 100 * (0.5 if s.open("leak_night_flow") else 1)
+    recent = nights[-cfg.leak_nights:]
+    leaking = all(n > baseline * rise and n - baseline > 0.05 for n in recent)
+    yield Verdict("leak_night_flow", leaking, "warning", recent[-1],
+                  f"night minimum flow {recent[-1]:.2f} m³/h for {cfg.leak_nights} nights, "
+                  f"usually {baseline:.2f}: a leak?", recent[-1] / max(baseline, 1e-6))
+
+
+def water_quality(s: Seen) -> Iterator[Verdict]:
+    cfg, f = s.settings, s.fields
+    problems = []
+    turbidity, chlorine, ph = f.get("turbidity_ntu"), f.get("chlorine_mg_l"), f.get("ph")
+    if turbidity is not None and turbidity > cfg.turbidity_max_ntu:
+        problems.append(f"turbidity {turbidity:.2f} NTU > {cfg.turbidity_max_ntu:g}")
+    if chlorine is not None and chlorine < cfg.chlorine_min_mg_l:
+        problems.append(f"free chlorine {chlorine:.3f} mg/L < {cfg.chlorine_min_mg_l:g}")
+    if ph is not None and not cfg.ph_min <= ph <= cfg.ph_max:
+        problems.append(f"pH {ph:.2f} outside {cfg.ph_min:g}-{cfg.ph_max:g}")
+    if turbidity is not None or chlorine is not None or ph is not None:
+        yield Verdict("water_quality", bool(problems), "critical", float(len(problems)),
+                      "; ".join(problems) or "quality within the norms")
+
+
+def water_level(s: Seen) -> Iterator[Verdict]:
+    level = s.fields.get("level_pct")
+    if level is None:
+        return
+    rate = _rate_per_hour(s, "level_rate", level)
+    if rate is None:
+        return
+    limit = s.settings.level_rise_pct_per_h * (0.5 if s.open("level_rising_fast") else 1)
+    use = s.device.attrs.get("use", "tank").replace("_", " ")
+    yield Verdict("level_rising_fast", rate > limit, "warning", level,
+                  f"{use} filling at {rate:.0f} %/h, now {level:.0f} %")
+
+
+# --- security ---------------------------------------------------------------------------
+
+def door(s: Seen) -> Iterator[Verdict]:
+    if s.event == "forced":
+        yield Verdict("door_forced", True, "critical", 1.0, "door forced open")
+    elif s.event == "held_open":
+        yield Verdict("door_held_open", True, "warning", 1.0, "door held open")
+    elif s.event == "access":
+        denied: list[int] = s.state.setdefault("denied", [])
+        window = int(s.settings.denied_window_s * 1000)
+        if s.detail.get("result") == "denied":
+            denied.append(s.ts_ms)
+        denied[:] = [t for t in denied if s.ts_ms - t <= window]
+        yield Verdict("access_denied_repeatedly", len(denied) >= s.settings.denied_in_a_row,
+                      "warning", float(len(denied)),
+                      f"{len(denied)} denied access attempts in "
+                      f"{s.settings.denied_window_s / 60:.0f} min")
+    if s.fields.get("open") is False:  # closed again: the door incidents are over
+        yield Verdict("door_forced", False, "critical")
+        yield Verdict("door_held_open", False, "warning")
+
+
+def smoke(s: Seen) -> Iterator[Verdict]:
+    if s.event == "alarm" or s.fields.get("alarm") is True:
+        yield Verdict("smoke_alarm", True, "critical", s.fields.get("smoke_db_m", 1.0),
+                      "smoke alarm")
+    elif s.fields.get("alarm") is False:
+        yield Verdict("smoke_alarm", False, "critical")
+    yield from _tamper(s)
+
+
+def intrusion(s: Seen) -> Iterator[Verdict]:
+    if s.event == "intrusion":
+        yield Verdict("intrusion", True, "critical", 1.0, "intrusion detected")
+    elif s.fields.get("armed") is False:
+        yield Verdict("intrusion", False, "critical")
+    yield from _tamper(s)
+
+
+def camera(s: Seen) -> Iterator[Verdict]:
+    if s.event == "video_loss" or s.fields.get("recording") is False:
+        yield Verdict("camera_video_loss", True, "warning", 0.0, "camera lost its video")
+    elif s.fields.get("recording") is True:
+        yield Verdict("camera_video_loss", False, "warning")
+    yield from _tamper(s)
+
+
+def _tamper(s: Seen) -> Iterator[Verdict]:
+    if s.event == "tamper":
+        yield Verdict("tamper", True, "warning", 1.0, f"{s.device.kind} tampered with")
+    elif s.fields:
+        yield Verdict("tamper", False, "warning")
+
+
+# --- any device -------------------------------------------------------------------------
+
+#: Fields that vary in normal operation: the same value many times means a stuck sensor.
+VARYING = {"streetlight": ("voltage_v", "temp_c"), "waste_bin": ("temp_c",),
+           "water_meter": ("pressure_kpa", "temp_c"),
+           "water_quality": ("turbidity_ntu", "chlorine_mg_l", "ph", "conductivity_us_cm"),
+           "smoke": ("temp_c",)}
+
+
+def any_device(s: Seen) -> Iterator[Verdict]:
+    battery = s.fields.get("battery_pct")
+    if battery is not None:
+        low = s.settings.battery_low_pct + (5 if s.open("battery_low") else 0)
+        yield Verdict("battery_low", battery < low, "info", battery,
+                      f"battery at {battery:.0f} %")
+    longest, stuck_field, stuck_value = 0, "", 0.0
+    for name in VARYING.get(s.device.kind, ()):
+        value = s.fields.get(name)
+        if value is None:
+            continue
+        key = f"same:{name}"
+        last, count = s.state.get(key, (None, 0))
+        count = count + 1 if value == last else 1
+        s.state[key] = (value, count)
+        if count > longest:
+            longest, stuck_field, stuck_value = count, name, value
+    if longest:
+        yield Verdict("value_stuck", longest >= s.settings.stuck_readings, "warning",
+                      stuck_value, f"{stuck_field} stuck at {stuck_value:g} for {longest} "
+                      "readings")
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "streetlight": (streetlight, any_device),
+    "waste_bin": (waste_bin, any_device),
+    "water_meter": (water_meter, any_device),
+    "water_quality": (water_quality, any_device),
+    "water_level": (water_level, any_device),
+    "door": (door, any_device),
+    "smoke": (smoke, any_device),
+    "intrusion": (intrusion, any_device),
+    "camera": (camera, any_device),
+}
