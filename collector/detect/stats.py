@@ -33,6 +33,7 @@ class OutlierParams:
     alpha: float = 0.02        # weight of a new reading in the location
     beta: float = 0.02         # ... and in the scale
     warmup: int = 30           # readings before any score
+    warmup_hourly: int = 5     # ... for an hour-of-day baseline (five days of hourly data)
     clip: float = 3.0          # a reading updates the baseline at most this many sigmas away
     floor: float = 1e-6        # smallest scale, relative to the location's magnitude
 
@@ -52,14 +53,14 @@ class RobustOutlier:
 
     def update(self, value: float, hour: int = 0) -> float:
         """Score ``value`` (1.0 = at the threshold), then learn from it."""
-        score = self._update(value, len(self._loc) - 1)
+        score = self._update(value, len(self._loc) - 1, self._p.warmup)
         if self._daily:
-            hourly = self._update(value, hour)
             # Trust the hour's own baseline once it has seen a few days.
-            score = hourly if self._n[hour] > self._p.warmup else score
+            hourly = self._update(value, hour, self._p.warmup_hourly)
+            score = hourly if self._n[hour] > self._p.warmup_hourly else score
         return score
 
-    def _update(self, value: float, b: int) -> float:
+    def _update(self, value: float, b: int, warmup: int) -> float:
         p = self._p
         n = self._n[b]
         if n == 0:
@@ -68,8 +69,8 @@ class RobustOutlier:
         loc, scale = self._loc[b], self._scale[b]
         sigma = max(scale * MEAN_ABS_TO_SIGMA, p.floor * (abs(loc) + 1.0))
         deviation = value - loc
-        score = abs(deviation) / (p.threshold * sigma) if n >= p.warmup else 0.0
-        limit = p.clip * sigma if n >= p.warmup else math.inf
+        score = abs(deviation) / (p.threshold * sigma) if n >= warmup else 0.0
+        limit = p.clip * sigma if n >= warmup else math.inf
         step = max(-limit, min(limit, deviation))
         rate = max(p.alpha, 1.0 / (n + 1))  # a plain mean while young, then exponential
         self._loc[b] = loc + rate * step
