@@ -7,7 +7,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 DEMO_ARGS ?=
 
-.PHONY: demo test lint unit system-deps install clean
+.PHONY: demo test lint unit eval bench system-deps install clean
 
 demo: system-deps install
 	$(BIN)/sct demo $(DEMO_ARGS)
@@ -21,6 +21,16 @@ lint: install
 
 unit: install
 	$(BIN)/pytest -m "not integration"
+
+# Detector quality on ../shared/datasets (NAB, SKAB, GECCO) and on injected simulator
+# faults, and detector throughput. Prints tables; asserts nothing.
+eval: install
+	$(BIN)/python -m bench.eval_detectors
+	$(BIN)/python -m bench.eval_faults
+	$(BIN)/python -m bench.detectors
+
+bench: install
+	$(BIN)/python -m bench.detectors
 
 install: $(VENV)/.installed
 

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.scoring import Confusion, NabResult, nab_file, nab_normalised
 from collector.detect.replay import run
 

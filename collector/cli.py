@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     bound.add_argument("--count", type=int, help="readings to publish, then stop")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", type=Path, help="also write the counts as JSON here")
+    p.add_argument("--faults", help="inject faults: 'all' or a comma-separated list of types")
+    p.add_argument("--truth", type=Path, help="write the injected faults here (CSV)")
     p.set_defaults(run=_simulate)
 
     p = sub.add_parser("registry", help="device registry tools")
@@ -126,13 +128,37 @@ def _simulate(args: argparse.Namespace) -> int:
     duration = args.duration if args.duration is not None else (
         3600.0 if args.count is not None else 60.0)
     plan = Plan(rate=args.rate, duration=duration, count=args.count, seed=args.seed,
-                root=settings.mqtt.topic_root)
+                root=settings.mqtt.topic_root, faults=_faults(args, reg, duration))
     published = asyncio.run(_until_signal(simulate, reg, settings.mqtt.url, plan))
     print(published.table(), flush=True)
     if args.report:
         args.report.write_bytes(orjson.dumps({"readings": published.readings,
                                               "events": published.events}))
     return 0
+
+
+def _faults(args: argparse.Namespace, reg: Any, duration: float) -> list[Any]:
+    """Faults planned over the run (from a tenth of it on), their truth written out."""
+    import random
+    import time
+
+    from simulators import faults
+
+    if not args.faults:
+        if args.truth:
+            raise ConfigError("--truth needs --faults")
+        return []
+    try:
+        types = faults.select(args.faults)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    now = time.time()
+    injected = faults.plan(sorted(reg.devices.values(), key=lambda d: d.id), types,
+                           now + duration / 10, now + duration, random.Random(args.seed),
+                           per_type=1)
+    if args.truth:
+        faults.write_truth(args.truth, injected)
+    return injected
 
 
 async def _until_signal(run: Any, *args: Any) -> Any:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from devices.registry import Device
 from simulators import sun
+from simulators.faults import Injected, active
 
 CST_OFFSET_S = 8 * 3600
 Obj = dict[str, Any]
@@ -52,21 +53,37 @@ def commuting(hour: float) -> float:
 class SimDevice:
     """One simulated device: its registry entry, its generator and its running state."""
 
-    def __init__(self, device: Device, rng: random.Random, start_s: float) -> None:
+    def __init__(self, device: Device, rng: random.Random, start_s: float,
+                 faults: Sequence[Injected] = (), incidents: bool = True) -> None:
         self.device = device
         self.rng = rng
+        #: Rare spontaneous incidents (a forced door, a smoke alarm...). Off when faults are
+        #: injected, so that the ground truth lists every incident there is.
+        self.incidents = incidents
         self.last_s = start_s
         self.state: dict[str, Any] = {}
+        self.faults = list(faults)
         self._behave = BEHAVIOURS[device.kind]
 
     def step(self, now_s: float) -> tuple[Obj, list[Obj]]:
-        """The telemetry object for ``now_s`` and the events since the previous step."""
+        """The telemetry object for ``now_s`` and the events since the previous step.
+
+        An injected fault changes them while it lasts; an empty object means the device
+        says nothing this time (a silent device).
+        """
         dt = max(0.0, now_s - self.last_s)
         self.last_s = now_s
-        return self._behave(self, now_s, dt)
+        obj, events = self._behave(self, now_s, dt)
+        for fault, elapsed in active(self.faults, now_s) if self.faults else ():
+            fault.change(obj, events, self.rng, elapsed)
+        return obj, events
 
     def chance(self, probability: float) -> bool:
         return self.rng.random() < probability
+
+    def incident(self, probability: float) -> bool:
+        """A rare spontaneous incident, when they are on."""
+        return self.rng.random() < probability and self.incidents
 
     def battery(self, drain_per_step: float = 0.0005) -> float:
         level: float = self.state.setdefault("battery", self.rng.uniform(55, 100))
@@ -87,14 +104,16 @@ def _streetlight(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]
     voltage = rng.gauss(222.0, 2.5)
     energy = sim.state.setdefault("energy", rng.uniform(50, 3000)) + power * dt / 3.6e6
     sim.state["energy"] = energy
-    lux = 100_000 * math.sin(math.radians(altitude)) * rng.uniform(0.3, 1.0) if altitude > 0 \
-        else max(0.0, 400 * (altitude + 6) / 6) if altitude > -6 else rng.uniform(0, 2)
+    # Civil twilight: 0 to 400 lx as the sun climbs from -6 to 0 degrees; daylight above.
+    lux = 400 + 100_000 * math.sin(math.radians(altitude)) * rng.uniform(0.3, 1.0) \
+        if altitude > 0 else max(0.0, 400 * (altitude + 6) / 6) if altitude > -6 \
+        else rng.uniform(0, 2)
     obj = {"on": on, "dim_pct": dim, "power_w": round(power, 2), "voltage_v": round(voltage, 1),
            "current_a": round(power / voltage, 4), "energy_kwh": round(energy, 4),
            "lux": round(max(0.0, lux), 1),
            "temp_c": round(ambient_c(now) + (18 if on else 0) + rng.gauss(0, 0.5), 1)}
     events = [{"type": "fault", "code": rng.choice(["E01", "E07", "E12"])}] \
-        if sim.chance(1e-4) else []
+        if sim.incident(1e-4) else []
     return obj, events
 
 
@@ -131,7 +150,8 @@ def _waste_bin(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]:
         events.append({"type": "emptied"})
     sim.state["emptied_at"] = emptied_at
     speed = sim.state.setdefault("speed", rng.uniform(0.7, 1.3)) * households_per_station / 200
-    fill = min(100.0, FILL_PCT_PER_HOUR[category] * speed * (now - emptied_at) / 3600)
+    # Collections are planned so that a bin never quite fills: 85 % at most.
+    fill = min(85.0, FILL_PCT_PER_HOUR[category] * speed * (now - emptied_at) / 3600)
     capacity = float(d.attrs.get("capacity_l", 240))
     obj = {"fill_pct": round(fill, 1),
            "weight_kg": round(capacity * KG_PER_LITRE[category] * fill / 100, 2),
@@ -177,7 +197,7 @@ def _water_level(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]
     depth = float(d.attrs.get("depth_m", 3.0))
     low, high = (20.0, 80.0) if d.attrs.get("use") != "drainage_well" else (5.0, 30.0)
     pct = sim.state.setdefault("pct", rng.uniform(low, high))
-    pct = min(high, max(low, pct + rng.gauss(0, 0.3)))
+    pct = min(high, max(low, pct + rng.gauss(0, 0.05)))
     sim.state["pct"] = pct
     return {"level_m": round(depth * pct / 100, 3), "level_pct": round(pct, 2)}, []
 
@@ -189,9 +209,9 @@ def _door(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]:
         method = rng.choices(("card", "face", "code", "app"), (5, 3, 1, 1))[0]
         events.append({"type": "access", "result": "denied" if sim.chance(0.03) else "granted",
                        "method": method})
-    if sim.chance(1e-4):
+    if sim.incident(1e-4):
         events.append({"type": "forced"})
-    if sim.chance(5e-4):
+    if sim.incident(5e-4):
         events.append({"type": "held_open"})
     return {"open": sim.chance(0.1 * busy), "battery_pct": sim.battery()}, events
 
@@ -199,7 +219,7 @@ def _door(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]:
 def _smoke(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]:
     rng = sim.rng
     events = [{"type": t} for t, p in (("test", 2e-4), ("alarm", 2e-5), ("tamper", 2e-5))
-              if sim.chance(p)]
+              if sim.incident(p)]
     alarm = any(e["type"] == "alarm" for e in events)
     obj = {"smoke_db_m": round(abs(rng.gauss(0.02, 0.01)) + (5.0 if alarm else 0.0), 3),
            "alarm": alarm, "battery_pct": sim.battery(),
@@ -211,16 +231,17 @@ def _intrusion(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]:
     hour = local_hour(now)
     armed = hour >= 22 or hour < 6
     events = [{"type": "motion"}] if armed and sim.chance(0.01) else []
-    events += [{"type": t} for t, p in (("intrusion", 1e-5), ("tamper", 1e-5)) if sim.chance(p)]
+    events += [{"type": t} for t, p in (("intrusion", 1e-5), ("tamper", 1e-5))
+               if sim.incident(p)]
     return {"armed": armed, "battery_pct": sim.battery()}, events
 
 
 def _camera(sim: SimDevice, now: float, dt: float) -> tuple[Obj, list[Obj]]:
     storage = sim.state.setdefault("storage", sim.rng.uniform(40, 90)) + 0.002
     sim.state["storage"] = storage if storage < 95 else 40.0
-    video_loss = sim.chance(5e-5)
+    video_loss = sim.incident(5e-5)
     events = [{"type": "video_loss"}] if video_loss else []
-    events += [{"type": "tamper"}] if sim.chance(1e-5) else []
+    events += [{"type": "tamper"}] if sim.incident(1e-5) else []
     return {"recording": not video_loss, "storage_pct": round(storage, 2)}, events
 
 

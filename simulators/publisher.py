@@ -25,6 +25,7 @@ import orjson
 from devices.registry import Device, Registry
 from devices.topics import device_topic
 from simulators.behaviour import SimDevice
+from simulators.faults import Injected
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Plan:
     count: int | None = None
     seed: int = 1
     root: str = "sc"
+    faults: list[Injected] = field(default_factory=list)
 
 
 class _Fleet:
@@ -66,7 +68,11 @@ class _Fleet:
         self.stop = stop
         now = time.time()
         rng = random.Random(plan.seed)
-        self.devices = [SimDevice(d, random.Random(rng.getrandbits(64)), now)
+        by_device: dict[str, list[Injected]] = {}
+        for fault in plan.faults:
+            by_device.setdefault(fault.device, []).append(fault)
+        self.devices = [SimDevice(d, random.Random(rng.getrandbits(64)), now,
+                                  by_device.get(d.id, ()), incidents=not plan.faults)
                         for d in sorted(registry.devices.values(), key=lambda d: d.id)]
         self.clients: list[aiomqtt.Client] = []
         self.last_ts: list[int] = [0] * len(self.devices)
@@ -156,9 +162,10 @@ async def _publish_one(fleet: _Fleet, i: int, published: Published) -> None:
     sim, client = fleet.devices[i], fleet.clients[i]
     obj, events = sim.step(time.time())
     kind = sim.device.kind
-    obj["ts"] = fleet.stamp(i)
-    await client.publish(fleet.topic(sim.device, "telemetry"), orjson.dumps(obj), qos=1)
-    published.readings[kind] += 1
+    if obj:  # a device made silent by an injected fault says nothing
+        obj["ts"] = fleet.stamp(i)
+        await client.publish(fleet.topic(sim.device, "telemetry"), orjson.dumps(obj), qos=1)
+        published.readings[kind] += 1
     for event in events:
         event["ts"] = fleet.stamp(i)
         await client.publish(fleet.topic(sim.device, "event"), orjson.dumps(event), qos=1)

@@ -31,7 +31,7 @@ def test_a_spike_is_flagged_and_does_not_move_the_baseline() -> None:
 
 def test_daily_baselines_learn_each_hour() -> None:
     det = RobustOutlier(daily=True)
-    for day in range(10):
+    for _day in range(10):
         for hour in range(24):
             det.update(100.0 if hour == 8 else 10.0, hour)
     assert det.update(100.0, 8) < 1.0, "the morning peak is normal at 8"
@@ -64,7 +64,7 @@ def test_constant_memory_per_series() -> None:
 
 def test_replay_writes_one_row_per_input_row(tmp_path: Path) -> None:
     rows = ["timestamp,value,other"] + [f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{v},{-v}"
-                                         for i, v in enumerate(noise(300) + [99.0])]
+                                         for i, v in enumerate([*noise(300), 99.0])]
     out = io.StringIO()
     count = replay_csv(io.StringIO("\n".join(rows) + "\n"), out, "timestamp",
                        ["value", "other"], "robust")
@@ -110,9 +110,10 @@ def test_f1_and_alarm_rates() -> None:
 
 
 def test_stage_state_survives_a_snapshot(tmp_path: Path) -> None:
+    from tests_registry import REGISTRY, feed
+
     from collector.detect.alerts import AlertBook
     from collector.settings import DetectSettings
-    from tests_registry import REGISTRY, feed
 
     stage = DetectStage(REGISTRY, DetectSettings(), AlertBook())
     feed(stage, 200)
