@@ -154,8 +154,8 @@ def _faults(args: argparse.Namespace, reg: Any, duration: float) -> list[Any]:
         raise ConfigError(str(exc)) from exc
     now = time.time()
     injected = faults.plan(sorted(reg.devices.values(), key=lambda d: d.id), types,
-                           now + duration / 10, now + duration, random.Random(args.seed),
-                           per_type=1)
+                           now + duration / 10, now + duration * 0.9, random.Random(args.seed),
+                           per_type=1, max_hours=duration / 2 / 3600)
     if args.truth:
         faults.write_truth(args.truth, injected)
     return injected

@@ -165,16 +165,17 @@ def select(spec: str) -> list[FaultType]:
 
 
 def plan(devices: Sequence[Device], types: Sequence[FaultType], start_s: float,
-         end_s: float, rng: random.Random, per_type: int = 2) -> list[Injected]:
+         end_s: float, rng: random.Random, per_type: int = 2,
+         max_hours: float | None = None) -> list[Injected]:
     """Faults within [start_s, end_s]: ``per_type`` of each type on distinct devices, never
-    two at once on one device."""
+    two at once on one device; ``max_hours`` shortens them (a short live run)."""
     busy: dict[str, list[tuple[float, float]]] = {}
     out = []
     for fault in types:
         candidates = [d.id for d in devices if d.kind in fault.kinds
                       and all(str(d.attrs.get(k)) == v for k, v in fault.attrs)]
         rng.shuffle(candidates)
-        length = fault.hours * 3600
+        length = min(fault.hours, max_hours or fault.hours) * 3600
         earliest = start_s + fault.needs_days * 86_400
         if earliest + length > end_s:
             continue
@@ -190,7 +191,7 @@ def plan(devices: Sequence[Device], types: Sequence[FaultType], start_s: float,
 
 def _start(fault: FaultType, begin: float, rng: random.Random) -> float:
     """Move ``begin`` to the next time of day the fault is meant for (lamps: night, day)."""
-    if fault.local_hours is None:
+    if fault.local_hours is None or fault.hours * 3600 > 86_400:
         return begin
     first, last = fault.local_hours
     local_day = (begin + 8 * 3600) // 86_400 * 86_400 - 8 * 3600

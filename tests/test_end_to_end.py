@@ -6,6 +6,7 @@ every kind of bad input, then a graceful stop.
 
 from __future__ import annotations
 
+import csv
 import re
 import signal
 import subprocess
@@ -235,6 +236,54 @@ def test_deadletter_replay_after_the_registry_learns_a_device(stack: Stack) -> N
     assert "late-lamp-1" not in remaining
     assert "no-such-lamp" in remaining, "what still fails stays, with its (new) reason"
     assert stack.collector.poll() is None
+
+
+def test_alerts_are_raised_published_listed_and_cleared(stack: Stack) -> None:
+    registry = yaml.safe_load(stack.registry.read_text())
+    door = next(d for d in registry["devices"] if d["kind"] == "door")
+    community = door["community"]
+    heard: list[dict] = []
+    listener = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="sct-test-operator")
+    listener.on_message = lambda c, u, m: heard.append(orjson.loads(m.payload))
+    listener.connect("127.0.0.1", stack.mqtt_port)
+    listener.subscribe(f"sc/{community}/alert/#", qos=1)
+    listener.loop_start()
+    try:
+        now = int(time.time() * 1000)
+        topic = f"sc/{community}/door/{door['id']}"
+        time.sleep(0.5)
+        _publish(stack, [(f"{topic}/event", orjson.dumps({"type": "forced", "ts": now}))])
+        wait_for(lambda: any(a["rule"] == "door_forced" and a["state"] == "raised"
+                             for a in heard), 30, "the alert over MQTT")
+        listed = wait_for(lambda: [line for line in stack.sct("alerts", "--json").stdout
+                                   .splitlines() if "door_forced" in line], 30, "sct alerts")
+        assert door["id"] in listed[0]
+        _publish(stack, [(f"{topic}/telemetry",
+                          orjson.dumps({"open": False, "battery_pct": 90.0, "ts": now + 1}))])
+        wait_for(lambda: any(a["rule"] == "door_forced" and a["state"] == "cleared"
+                             for a in heard), 30, "the alert cleared")
+        states = wait_for(lambda: [row[1] for s in stack.query(
+            f"SELECT state FROM alert WHERE device = '{door['id']}' AND rule = 'door_forced'")
+            for row in s["values"]] == ["raised", "cleared"], 30, "both in InfluxDB")
+        assert states
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+
+
+def test_injected_faults_are_detected_live(stack: Stack) -> None:
+    truth = stack.workdir / "truth.csv"
+    run = stack.sct("simulate", "--registry", str(stack.registry), "--duration", "20",
+                    "--rate", "2000", "--faults", "door_forced,smoke_alarm,camera_video_loss",
+                    "--truth", str(truth), timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = list(csv.DictReader(truth.open()))
+    assert {r["type"] for r in rows} == {"door_forced", "smoke_alarm", "camera_video_loss"}
+    for row in rows:
+        wait_for(lambda row=row: stack.query(
+            f"SELECT state FROM alert WHERE device = '{row['device']}' "
+            f"AND rule = '{row['type']}' AND state = 'raised'"), 30,
+            f"{row['type']} on {row['device']}")
 
 
 def test_sigterm_flushes_and_exits_zero(stack: Stack) -> None:
