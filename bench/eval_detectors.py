@@ -73,7 +73,7 @@ def main() -> int:
     parser.add_argument("--datasets", type=Path, default=DATASETS)
     parser.add_argument("--nab", default="surprise")
     parser.add_argument("--skab", default="profile")
-    parser.add_argument("--gecco", default="profile")
+    parser.add_argument("--gecco", default="robust")
     args = parser.parse_args()
     if not args.datasets.is_dir():
         print(f"no datasets at {args.datasets}", file=sys.stderr)
