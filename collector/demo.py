@@ -10,6 +10,7 @@ and how to look at the data.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -47,6 +48,7 @@ class Demo:
         self.keep = keep
         self.pids: dict[str, int] = {}
         self.cpu_used: dict[str, float] = {}
+        self.workdir = Path(".")
 
     def run(self) -> int:
         try:
@@ -59,6 +61,7 @@ class Demo:
             workdir = self.keep or Path(stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="sct-demo-")))
             workdir.mkdir(parents=True, exist_ok=True)
+            self.workdir = workdir
             mqtt_url = self._broker(workdir, stack)
             influx = servers.start_influxd(_subdir(workdir, "influxdb"))
             stack.callback(influx.stop)
@@ -113,7 +116,7 @@ class Demo:
 
     def _watch(self, influx_url: str, started: float, simulator: subprocess.Popen[bytes]) -> None:
         print(f"{'t (s)':>6} {'accepted/s':>11} {'rejected/s':>11} {'written/s':>10} "
-              f"{'written':>9} {'pending':>8}   (Ctrl-C to stop)")
+              f"{'written':>9} {'pending':>8} {'open alerts':>12}   (Ctrl-C to stop)")
         last: dict[str, Any] = {}
         while self.duration is None or time.monotonic() - started < self.duration:
             time.sleep(PROGRESS_EVERY_S)
@@ -125,8 +128,14 @@ class Demo:
                 rate = {k: (now[k] - last[k]) / span for k in ("accepted", "rejected", "written")}
                 print(f"{time.monotonic() - started:6.0f} {rate['accepted']:11.0f} "
                       f"{rate['rejected']:11.0f} {rate['written']:10.0f} {now['written']:9d} "
-                      f"{now['pending']:8d}", flush=True)
+                      f"{now['pending']:8d} {self._open_alerts():12d}", flush=True)
             last = now or last
+
+    def _open_alerts(self) -> int:
+        try:
+            return len(json.loads((self.workdir / "var" / "alerts.json").read_text()))
+        except (OSError, ValueError):
+            return 0
 
     def _report(self, workdir: Path, influx_url: str, elapsed: float) -> None:
         print(f"\nsimulator published (readings and events per kind):\n"
@@ -143,8 +152,9 @@ class Demo:
         print(f"\nLook at the data while a demo runs: influx -host 127.0.0.1 -port "
               f"{influx_url.rsplit(':', 1)[1]} -database {DEFAULT_DATABASE}\n"
               f"  e.g. SELECT count(*) FROM streetlight; SELECT * FROM {COLLECTOR} "
-              f"ORDER BY time DESC LIMIT 1\nDead letters: SCT_STORAGE__DIR={workdir / 'var'} "
-              f"sct deadletter list\nLogs: {workdir}/*.log"
+              f"ORDER BY time DESC LIMIT 1\nDead letters and open alerts: "
+              f"SCT_STORAGE__DIR={workdir / 'var'} sct deadletter list (or sct alerts)\n"
+              f"Logs: {workdir}/*.log"
               + ("" if self.keep else "  (a temporary folder: gone when the demo ends; "
                  "use --keep DIR to keep everything)"))
 
