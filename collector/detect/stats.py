@@ -164,8 +164,10 @@ class SurpriseParams:
     threshold: float = 3.0     # standard deviations of the series' own usual surprise
     short: float = 0.3         # smoothing of the recent surprise (a few readings)
     long: float = 0.001        # memory of the usual surprise (about a thousand readings)
-    refractory: int = 150      # readings kept quiet after an alarm: one incident, one alarm
-    alpha: float = 0.01        # the underlying outlier baseline
+    refractory: int = 100      # readings kept quiet after an alarm: one incident, one alarm
+    alpha: float = 0.01        # the outlier baseline of the readings (hour by hour)
+    slow_alpha: float = 0.002  # ... and of their moving average, for slower changes
+    smooth_input: float = 0.2  # the moving average's weight of a new reading
     warmup: int = 100
 
 
@@ -175,20 +177,30 @@ class Surprise:
     Raw outlier scores mean different things on a calm and on a noisy series. This keeps the
     running mean and spread of a series' own raw scores and flags when the last few readings
     are together far above them, so noisy series need a bigger deviation than calm ones.
+    Two raw scores feed it: the reading against its hour-of-day baseline (a spike), and a
+    moving average of the readings against a slow baseline (a change of level or pattern).
     """
 
-    __slots__ = ("_base", "_mean", "_n", "_p", "_quiet", "_recent", "_var")
+    __slots__ = ("_average", "_base", "_mean", "_n", "_p", "_quiet", "_recent", "_slow",
+                 "_var")
 
     def __init__(self, params: SurpriseParams = SurpriseParams()) -> None:
         self._p = params
         self._base = RobustOutlier(OutlierParams(threshold=1.0, alpha=params.alpha,
-                                                 beta=params.alpha, warmup=30))
+                                                 beta=params.alpha, warmup=30), daily=True)
+        self._slow = RobustOutlier(OutlierParams(threshold=1.0, alpha=params.slow_alpha,
+                                                 beta=params.alpha, warmup=60))
+        self._average: float | None = None
         self._recent = self._mean = self._var = 0.0
         self._n = self._quiet = 0
 
     def update(self, value: float, hour: int = 0) -> float:
         p = self._p
         raw = min(self._base.update(value, hour), 20.0)
+        average = value if self._average is None else \
+            self._average + p.smooth_input * (value - self._average)
+        self._average = average
+        raw = max(raw, min(self._slow.update(average), 20.0))
         self._n += 1
         self._recent += p.short * (raw - self._recent) if self._n > 1 else raw
         spread = math.sqrt(self._var)
