@@ -90,7 +90,8 @@ class AlertBook:
                       verdict.severity if verdict.active else self._open[key].severity,
                       device.id, device.kind, device.community.id, device.community.city,
                       verdict.value, verdict.score if verdict.active else 0.0,
-                      verdict.message, ts_ms)
+                      verdict.message if verdict.active or verdict.message
+                      else f"{verdict.rule.replace('_', ' ')}: back to normal", ts_ms)
         if verdict.active:
             self._open[key] = alert
         else:
