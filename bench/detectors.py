@@ -28,11 +28,14 @@ def detectors() -> list[str]:
     values = [rng.gauss(50, 5) for _ in range(READINGS)]
     lines = []
     for name, make in sorted(DETECTORS.items()):
-        series = [make() for _ in range(SERIES)]
-        started = time.perf_counter()
-        for i, value in enumerate(values):
-            series[i % SERIES].update(value, i % 24)
-        rate = READINGS / (time.perf_counter() - started)
+        best = 0.0
+        for _ in range(3):  # best of three: the machine is shared and noisy
+            series = [make() for _ in range(SERIES)]
+            started = time.perf_counter()
+            for i, value in enumerate(values):
+                series[i % SERIES].update(value, i % 24)
+            best = max(best, READINGS / (time.perf_counter() - started))
+        rate = best
         lines.append(f"detector {name:<16} {rate:>12,.0f} readings/s on one core")
     return lines
 

@@ -61,20 +61,32 @@ class RobustOutlier:
         return score
 
     def _update(self, value: float, b: int, warmup: int) -> float:
+        # Plain comparisons instead of min()/max(): this runs once a reading per series.
         p = self._p
         n = self._n[b]
         if n == 0:
             self._loc[b], self._n[b] = value, 1
             return 0.0
         loc, scale = self._loc[b], self._scale[b]
-        sigma = max(scale * MEAN_ABS_TO_SIGMA, p.floor * (abs(loc) + 1.0))
+        sigma = scale * MEAN_ABS_TO_SIGMA
+        floor = p.floor * ((loc if loc >= 0 else -loc) + 1.0)
+        if sigma < floor:
+            sigma = floor
         deviation = value - loc
-        score = abs(deviation) / (p.threshold * sigma) if n >= warmup else 0.0
-        limit = p.clip * sigma if n >= warmup else math.inf
-        step = max(-limit, min(limit, deviation))
-        rate = max(p.alpha, 1.0 / (n + 1))  # a plain mean while young, then exponential
+        step = deviation
+        score = 0.0
+        if n >= warmup:
+            score = (deviation if deviation >= 0 else -deviation) / (p.threshold * sigma)
+            limit = p.clip * sigma
+            if step > limit:
+                step = limit
+            elif step < -limit:
+                step = -limit
+        young = 1.0 / (n + 1)
+        rate = p.alpha if p.alpha > young else young  # a plain mean while young
         self._loc[b] = loc + rate * step
-        self._scale[b] = scale + max(p.beta, 1.0 / (n + 1)) * (abs(step) - scale)
+        rate = p.beta if p.beta > young else young
+        self._scale[b] = scale + rate * ((step if step >= 0 else -step) - scale)
         self._n[b] = n + 1
         return score
 
