@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     bound.add_argument("--count", type=int, help="readings to publish, then stop")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", type=Path, help="also write the counts as JSON here")
+    p.add_argument("--since", type=_duration, default=0.0,
+                   help="first publish the history from this long ago (e.g. 2d, 12h; max 29d)")
+    p.add_argument("--history-period", type=float, default=300.0,
+                   help="seconds between a device's readings in the history (300)")
     p.add_argument("--faults", help="inject faults: 'all' or a comma-separated list of types")
     p.add_argument("--truth", type=Path, help="write the injected faults here (CSV)")
     p.set_defaults(run=_simulate)
@@ -104,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds "
                    "(default: run until Ctrl-C)")
     p.add_argument("--keep", type=Path, help="keep data here instead of a temporary dir")
+    p.add_argument("--since", default="6h", help="history to publish first (6h)")
     p.set_defaults(run=_demo)
     return parser
 
@@ -127,8 +132,11 @@ def _simulate(args: argparse.Namespace) -> int:
     # Every run is bounded: a count alone still stops after an hour.
     duration = args.duration if args.duration is not None else (
         3600.0 if args.count is not None else 60.0)
+    if args.since > 29 * 86_400:
+        raise ConfigError("--since is at most 29d: older readings are refused by the collector")
     plan = Plan(rate=args.rate, duration=duration, count=args.count, seed=args.seed,
-                root=settings.mqtt.topic_root, faults=_faults(args, reg, duration))
+                root=settings.mqtt.topic_root, faults=_faults(args, reg, duration),
+                since_s=args.since, history_period_s=args.history_period)
     published = asyncio.run(_until_signal(simulate, reg, settings.mqtt.url, plan))
     print(published.table(), flush=True)
     if args.report:
@@ -137,8 +145,21 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(text: str) -> float:
+    """'90s', '15m', '12h', '2d' (or plain seconds) as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (say 90s, 15m, 12h, 2d)") from exc
+
+
 def _faults(args: argparse.Namespace, reg: Any, duration: float) -> list[Any]:
-    """Faults planned over the run (from a tenth of it on), their truth written out."""
+    """Faults planned over the run (from a tenth of it on, or over the history and the run
+    with ``--since``), their truth written out."""
     import random
     import time
 
@@ -153,9 +174,14 @@ def _faults(args: argparse.Namespace, reg: Any, duration: float) -> list[Any]:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     now = time.time()
-    injected = faults.plan(sorted(reg.devices.values(), key=lambda d: d.id), types,
-                           now + duration / 10, now + duration * 0.9, random.Random(args.seed),
-                           per_type=1, max_hours=duration / 2 / 3600)
+    devices = sorted(reg.devices.values(), key=lambda d: d.id)
+    if args.since:
+        injected = faults.plan(devices, types, now - args.since, now, random.Random(args.seed),
+                               per_type=1)
+    else:
+        injected = faults.plan(devices, types, now + duration / 10, now + duration * 0.9,
+                               random.Random(args.seed), per_type=1,
+                               max_hours=duration / 2 / 3600)
     if args.truth:
         faults.write_truth(args.truth, injected)
     return injected
@@ -258,4 +284,4 @@ def _detect_replay(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from collector.demo import Demo
 
-    return Demo(args.communities, args.rate, args.duration, args.keep).run()
+    return Demo(args.communities, args.rate, args.duration, args.keep, args.since).run()

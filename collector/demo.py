@@ -41,7 +41,8 @@ class Demo:
     """One demo run; ``run()`` returns the exit code."""
 
     def __init__(self, communities: int, rate: float, duration: float | None,
-                 keep: Path | None) -> None:
+                 keep: Path | None, since: str = "6h") -> None:
+        self.since = since
         self.communities = communities
         self.rate = rate
         self.duration = duration
@@ -99,7 +100,8 @@ class Demo:
         sim_seconds = self.duration if self.duration is not None else 7 * 86_400
         simulator = _child("simulator", ["simulate", "--registry", str(registry),
                                          "--rate", str(self.rate), "--duration",
-                                         str(sim_seconds)], env, workdir)
+                                         str(sim_seconds), "--since", self.since], env,
+                           workdir)
         self.pids["simulator"] = simulator.pid
         started = time.monotonic()
         try:

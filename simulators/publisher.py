@@ -26,6 +26,7 @@ from devices.registry import Device, Registry
 from devices.topics import device_topic
 from simulators.behaviour import SimDevice
 from simulators.faults import Injected
+from simulators.history import backfill
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class Plan:
     seed: int = 1
     root: str = "sc"
     faults: list[Injected] = field(default_factory=list)
+    since_s: float = 0.0          # history to publish first (``--since``)
+    history_period_s: float = 300.0
+    history_per_message: int = 12
 
 
 class _Fleet:
@@ -86,9 +90,10 @@ class _Fleet:
         return device_topic(device.community.id, device.kind, device.id, channel,  # type: ignore[arg-type]
                             self.plan.root)
 
-    def stamp(self, i: int) -> int:
-        """A timestamp for device ``i``, strictly after its previous one (no overwrites)."""
-        ts = max(int(time.time() * 1000), self.last_ts[i] + 1)
+    def stamp(self, i: int, at_s: float | None = None) -> int:
+        """A timestamp for device ``i`` (now, or ``at_s``), strictly after its previous one:
+        no reading overwrites another."""
+        ts = max(int((time.time() if at_s is None else at_s) * 1000), self.last_ts[i] + 1)
         self.last_ts[i] = ts
         return ts
 
@@ -106,7 +111,13 @@ async def simulate(registry: Registry, mqtt_url: str, plan: Plan,
         log.info("%d devices connected; publishing %.0f readings/s", len(fleet.devices),
                  plan.rate)
         try:
-            await _publish_loop(fleet, published)
+            limit = plan.count if plan.count is not None else float("inf")
+            done = 0
+            if plan.since_s > 0:
+                done = await backfill(fleet, published, plan.since_s, plan.history_period_s,
+                                      plan.history_per_message, limit)
+                log.info("history of %.0f h published: %d readings", plan.since_s / 3600, done)
+            await _publish_loop(fleet, published, limit - done)
         finally:
             await _say_offline(fleet)
     return published
@@ -134,10 +145,9 @@ async def _say_offline(fleet: _Fleet) -> None:
                                for c, s in zip(fleet.clients, fleet.devices, strict=False)))
 
 
-async def _publish_loop(fleet: _Fleet, published: Published) -> None:
+async def _publish_loop(fleet: _Fleet, published: Published, limit: float) -> None:
     plan = fleet.plan
     deadline = time.monotonic() + plan.duration
-    limit = plan.count if plan.count is not None else float("inf")
     in_flight: set[asyncio.Task[None]] = set()
     gate = asyncio.Semaphore(2000)
     scheduled = 0

@@ -286,6 +286,24 @@ def test_injected_faults_are_detected_live(stack: Stack) -> None:
             f"{row['type']} on {row['device']}")
 
 
+def test_history_since_lands_across_the_window(stack: Stack) -> None:
+    started = int(time.time() * 1000)
+    run = stack.sct("simulate", "--registry", str(stack.registry), "--since", "3h",
+                    "--history-period", "1200", "--duration", "1", "--rate", "100", timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    readings, _ = published_counts(run.stdout)
+    assert sum(readings.values()) > 3 * len(yaml.safe_load(stack.registry.read_text())
+                                            ["devices"]) * 8 // 10, "about 9 per device"
+
+    def spread() -> float:
+        series = stack.query(f"SELECT count(fill_pct) FROM waste_bin WHERE time >= "
+                             f"{started - 3 * 3_600_000 - 60_000}ms AND time < "
+                             f"{started - 3_600_000}ms")
+        return series[0]["values"][0][1] if series else 0
+
+    wait_for(lambda: spread() > 0, 60, "history from hours ago in InfluxDB")
+
+
 def test_sigterm_flushes_and_exits_zero(stack: Stack) -> None:
     stack.collector.send_signal(signal.SIGTERM)
     assert stack.collector.wait(30) == 0

@@ -15,21 +15,20 @@ from typing import Any
 
 from collector.decode import Decoded
 from collector.detect.alerts import Alert, AlertBook, Verdict
-from collector.detect.catalog import Combined
 from collector.detect.rules import RULES, Seen
+from collector.detect.stats import Surprise
 from collector.settings import DetectSettings
 from devices.payloads import Event, Telemetry
 from devices.registry import Device, Registry
 
 log = logging.getLogger(__name__)
 
-#: Fields watched by the statistical detectors; True = follows a daily cycle.
-WATCHED: dict[str, dict[str, bool]] = {
-    "streetlight": {"power_w": True},
-    "water_meter": {"flow_m3h": True, "pressure_kpa": False},
-    "water_quality": {"turbidity_ntu": False, "chlorine_mg_l": False,
-                      "conductivity_us_cm": False},
-    "water_level": {"level_pct": False},
+#: Fields watched by the statistical detectors. Not lamp power: it jumps at every switch,
+#: and the ``lamp_power`` rule already judges it against the rated power and dimming.
+WATCHED: dict[str, tuple[str, ...]] = {
+    "water_meter": ("flow_m3h", "pressure_kpa"),
+    "water_quality": ("turbidity_ntu", "chlorine_mg_l", "conductivity_us_cm"),
+    "water_level": ("level_pct",),
 }
 DAY_MS = 86_400_000
 CST_MS = 8 * 3_600_000
@@ -47,7 +46,7 @@ class DetectStage:
         self._settings = settings
         self.book = book
         self._state: dict[str, dict[str, Any]] = {}
-        self._detectors: dict[tuple[str, str], Combined] = {}
+        self._detectors: dict[tuple[str, str], Surprise] = {}
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
 
     def observe(self, item: Decoded) -> list[Alert]:
@@ -78,13 +77,15 @@ class DetectStage:
     def _statistics(self, device: Device, fields: dict[str, Any], seen: Seen) -> list[Verdict]:
         out = []
         hour = int(seen.hour)
-        for name, daily in WATCHED.get(device.kind, {}).items():
+        for name in WATCHED.get(device.kind, ()):
             value = fields.get(name)
             if value is None:
                 continue
             detector = self._detectors.get((device.id, name))
             if detector is None:
-                detector = self._detectors[(device.id, name)] = Combined(daily=daily)
+                # Surprise: judged against this series' own usual scores, hour by hour, so
+                # a noisy or cyclic series does not flood operators.
+                detector = self._detectors[(device.id, name)] = Surprise()
             score = detector.update(value, hour)
             rule = f"anomaly_{name}"
             active = score >= (0.5 if seen.open(rule) else 1.0)
