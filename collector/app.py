@@ -13,15 +13,18 @@ write a last self-metrics point, then disconnect.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from collector import kpi
 from collector.deadletter import INFLUX_TOPIC, DeadLetterStore
 from collector.decode import Decoder
 from collector.detect.alerts import Alert, AlertBook
 from collector.detect.stage import DetectStage
 from collector.enrich import Enricher
+from collector.errors import WriteError
 from collector.health import Health
 from collector.health import Reading as HealthReading
 from collector.metrics import Counters
@@ -81,13 +84,15 @@ class Collector:
                 retrying = RetryingWriter(writer, s.influx, self._bad_line, self.counters)
                 sink = DurableSink(retrying, self.spool, self.counters)
                 batcher = Batcher(s.influx, sink.deliver)
-                await self._serve(pipeline, sink, batcher, detect, stop)
+                kpi_job = functools.partial(self._kpi, reg, writer)
+                await self._serve(pipeline, sink, batcher, detect, stop, kpi_job)
         finally:
             self.stamps.close()
             self.deadletters.close()
 
     async def _serve(self, pipeline: Pipeline, sink: DurableSink, batcher: Batcher,
-                     detect: DetectStage, stop: asyncio.Event) -> None:
+                     detect: DetectStage, stop: asyncio.Event,
+                     kpi_job: Callable[[], Awaitable[list[Point]]]) -> None:
         root = self.settings.mqtt.topic_root
         source = MqttSource(self.settings.mqtt, topics.subscriptions(root))
         self._publish = lambda alert: source.publish(alert.topic(root), alert.payload())
@@ -98,7 +103,8 @@ class Collector:
         async with asyncio.TaskGroup() as group:
             background = [group.create_task(batcher.run()), group.create_task(sink.replay()),
                           group.create_task(self._report(batcher, source)),
-                          group.create_task(self._watch(batcher, detect))]
+                          group.create_task(self._watch(batcher, detect)),
+                          group.create_task(self._kpi_schedule(batcher, kpi_job))]
             taking = group.create_task(source.run(handle))
             await stop.wait()
             source.stop_taking()
@@ -161,6 +167,23 @@ class Collector:
             if time.monotonic() - last_snapshot >= self.settings.detect.snapshot_s:
                 detect.snapshot(self.detect_state)
                 last_snapshot = time.monotonic()
+
+    async def _kpi(self, reg: registry.Registry, writer: InfluxWriter) -> list[Point]:
+        kpis = await kpi.compute(reg, writer.query, self.settings.kpi)
+        return kpi.points(kpis, int(time.time() * 1000))
+
+    async def _kpi_schedule(self, batcher: Batcher,
+                            job: Callable[[], Awaitable[list[Point]]]) -> None:
+        """The green-community indicators every ``kpi.interval_s`` (first after a minute)."""
+        await asyncio.sleep(min(60.0, self.settings.kpi.interval_s))
+        while True:
+            try:
+                for point in await job():
+                    await batcher.add(encode(point))
+            except WriteError as exc:
+                log.warning("KPI job: InfluxDB cannot answer (%s); next try in %.0f s", exc,
+                            self.settings.kpi.interval_s)
+            await asyncio.sleep(self.settings.kpi.interval_s)
 
     async def _report(self, batcher: Batcher, source: MqttSource) -> None:
         while True:

@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--reason", help="only this reason code")
     d.set_defaults(run=_deadletter_replay)
 
+    p = sub.add_parser("kpi", help="compute the green-community indicators now and write them")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(run=_kpi)
+
     p = sub.add_parser("alerts", help="the open alerts")
     p.add_argument("--config", type=Path)
     p.add_argument("--json", action="store_true", help="one JSON record a line")
@@ -243,6 +247,45 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     failing = ", ".join(f"{r}={n}" for r, n in sorted(outcome.still_failing.items()))
     print(f"replayed {outcome.replayed} dead letters: {outcome.written} lines written, "
           f"{sum(outcome.still_failing.values())} still failing ({failing or 'none'})")
+    return 0
+
+
+def _kpi(args: argparse.Namespace) -> int:
+    import time
+
+    from collector import kpi
+    from collector.errors import WriteError
+    from collector.sink.influx import InfluxWriter
+    from collector.sink.lineprotocol import encode_many
+    from devices import registry
+
+    settings = config.load(args.config)
+    reg = registry.load(settings.registry.path)
+
+    async def run() -> list[kpi.CommunityKpi]:
+        async with InfluxWriter(settings.influx) as writer:
+            kpis = await kpi.compute(reg, writer.query, settings.kpi)
+            await writer.write(encode_many(kpi.points(kpis, int(time.time() * 1000))))
+            return kpis
+
+    try:
+        kpis = asyncio.run(run())
+    except WriteError as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 1
+    names = list(kpi.INDICATORS)
+    print("community".ljust(20) + " ".join(n[:12].rjust(12) for n in names) + "  meets")
+    for k in kpis:
+        cells = " ".join(f"{k.values[n]:>11.2f}{'' if k.passed[n] else '!'}".rjust(12)
+                         for n in names)
+        print(f"{k.community:<20}{cells}  {'yes' if k.meets else 'no'}")
+    target = settings.kpi.city_targets.get(settings.kpi.target_year, 0.0)
+    print(f"\ncity shares meeting every indicator (target {target:.0%} by "
+          f"{settings.kpi.target_year}; ! = below its threshold):")
+    for city, (meeting, total) in kpi.city_shares(kpis).items():
+        share = meeting / total
+        print(f"  {city:<14} {meeting}/{total} = {share:.0%}  "
+              f"{'on track' if share >= target else 'behind'}")
     return 0
 
 

@@ -146,6 +146,29 @@ class DetectSettings(Section):
     silent_min_s: Positive = 600.0    # ... and at least this long
 
 
+class KpiSettings(Section):
+    """The green-community indicators: window, schedule and thresholds.
+
+    Defaults and where they come from are in the README (section Green-community KPIs).
+    """
+
+    window_days: Positive = 30.0
+    interval_s: Positive = 3600.0        # the collector recomputes this often
+    online_window_h: Positive = 24.0     # a device is online when it reported within this
+    lamps_per_100_households: Annotated[float, Field(ge=0)] = 2.0
+    lamp_availability: Annotated[float, Field(ge=0, le=1)] = 0.95
+    energy_saving: Annotated[float, Field(ge=0, le=1)] = 0.20
+    bin_overflow_rate_max: Annotated[float, Field(ge=0, le=1)] = 0.05
+    water_quality_compliance: Annotated[float, Field(ge=0, le=1)] = 0.95
+    leak_indicator_max: Positive = 0.5   # inlet's daily minimum flow over its daily mean
+    security_per_100_households: Annotated[float, Field(ge=0)] = 3.0
+    device_online_rate: Annotated[float, Field(ge=0, le=1)] = 0.95
+    target_year: int = 2022
+    #: The share of a city's communities meeting every indicator, by year (the provincial
+    #: three-year plan: 30 % by 2021, 60 % by 2022).
+    city_targets: dict[int, float] = Field(default_factory=lambda: {2021: 0.30, 2022: 0.60})
+
+
 class MetricsSettings(Section):
     instance: str = "sct-1"
     interval_s: Positive = 10.0
@@ -168,6 +191,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = ValidationSettings()
     metrics: MetricsSettings = MetricsSettings()
     detect: DetectSettings = DetectSettings()
+    kpi: KpiSettings = KpiSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import time
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -80,6 +81,32 @@ class InfluxWriter:
             params["u"] = s.username
             params["p"] = s.password.get_secret_value() if s.password else ""
         return "/write", params, headers
+
+    async def query(self, influxql: str) -> list[list[dict[str, Any]]]:
+        """Run InfluxQL (v1 ``/query``, also served by 2.x's compatibility layer): the
+        ``series`` of every statement, in order, each a list (empty when nothing matched).
+
+        Raises:
+            WriteError: the server is unreachable or refused the query.
+        """
+        s = self._settings
+        params = {"db": s.database, "q": influxql, "epoch": "ms"}
+        if s.username:
+            params["u"] = s.username
+            params["p"] = s.password.get_secret_value() if s.password else ""
+        headers = {"Authorization": f"Token {s.token.get_secret_value()}"} \
+            if s.api == "v2" and s.token else {}
+        response = await self._post("/query", data=params, headers=headers)
+        error = classify(response)
+        if error is not None:
+            raise error
+        results = response.json().get("results", [])
+        out = []
+        for result in results:
+            if "error" in result:
+                raise BadLinesError(f"InfluxDB refused the query: {result['error']}", 400)
+            out.append(result.get("series", []))
+        return out
 
     async def _create_database(self) -> None:
         s = self._settings
