@@ -87,6 +87,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--reason", help="only this reason code")
     d.set_defaults(run=_deadletter_replay)
 
+    p = sub.add_parser("dashboards", help="Grafana dashboards as code")
+    gsub = p.add_subparsers(required=True, metavar="ACTION")
+    g = gsub.add_parser("build", help="write dashboards/generated/*.json")
+    g.add_argument("--config", type=Path)
+    g.add_argument("--check", action="store_true", help="fail when the files are stale")
+    g.set_defaults(run=_dashboards_build)
+
     p = sub.add_parser("kpi", help="compute the green-community indicators now and write them")
     p.add_argument("--config", type=Path)
     p.set_defaults(run=_kpi)
@@ -247,6 +254,25 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     failing = ", ".join(f"{r}={n}" for r, n in sorted(outcome.still_failing.items()))
     print(f"replayed {outcome.replayed} dead letters: {outcome.written} lines written, "
           f"{sum(outcome.still_failing.values())} still failing ({failing or 'none'})")
+    return 0
+
+
+def _dashboards_build(args: argparse.Namespace) -> int:
+    from dashboards import build
+
+    settings = config.load(args.config)
+    year = settings.kpi.target_year
+    share = settings.kpi.city_targets.get(year, 0.6)
+    if args.check:
+        wrong = build.stale(target_share=share, target_year=year)
+        if wrong:
+            print(f"sct: stale dashboards: {', '.join(wrong)}; run sct dashboards build",
+                  file=sys.stderr)
+            return 1
+        print("dashboards are up to date")
+        return 0
+    for path in build.write(target_share=share, target_year=year):
+        print(path)
     return 0
 
 

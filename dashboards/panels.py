@@ -1,0 +1,100 @@
+"""Panel helpers: InfluxQL targets on the provisioned datasource, and the panel kinds we use.
+
+The foundation SDK has no InfluxDB query type, so :class:`InfluxQL` supplies one (raw
+InfluxQL, which works on InfluxDB 1.x, 2.x through its v1 layer, and 3.x). Queries use
+Grafana's ``$timeFilter`` and ``$__interval`` and the dashboard variables ``$city``,
+``$community`` and ``$device``; :func:`FILTER` is the tag filter for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards import DATASOURCE_UID
+
+DATASOURCE = dm.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
+FILTER = 'city =~ /^$city$/ AND community =~ /^$community$/'
+
+
+class _InfluxQLQuery(variants.Dataquery):
+    def __init__(self, query: str, ref: str, fmt: str) -> None:
+        self.query, self.ref, self.fmt = query, ref, fmt
+
+    def to_json(self) -> dict[str, Any]:
+        return {"refId": self.ref, "query": self.query, "rawQuery": True,
+                "resultFormat": self.fmt,
+                "datasource": {"type": "influxdb", "uid": DATASOURCE_UID}}
+
+
+class InfluxQL(cogbuilder.Builder[variants.Dataquery]):
+    """A raw InfluxQL target."""
+
+    def __init__(self, query: str, ref: str = "A", fmt: str = "time_series") -> None:
+        self._query = _InfluxQLQuery(query, ref, fmt)
+
+    def build(self) -> variants.Dataquery:
+        return self._query
+
+
+def _targets(panel: Any, queries: tuple[str, ...], fmt: str) -> Any:
+    for i, query in enumerate(queries):
+        panel = panel.with_target(InfluxQL(query, chr(ord("A") + i), fmt))
+    return panel.datasource(DATASOURCE)
+
+
+def series(title: str, *queries: str, unit: str = "", w: int = 12, h: int = 8) -> Any:
+    panel = timeseries.Panel().title(title).span(w).height(h)
+    if unit:
+        panel = panel.unit(unit)
+    return _targets(panel, queries, "time_series")
+
+
+def single(title: str, *queries: str, unit: str = "", w: int = 6, h: int = 5) -> Any:
+    panel = stat.Panel().title(title).span(w).height(h)
+    if unit:
+        panel = panel.unit(unit)
+    return _targets(panel, queries, "time_series")
+
+
+def gauge_bars(title: str, *queries: str, unit: str = "", w: int = 12, h: int = 8,
+               threshold: float | None = None) -> Any:
+    panel = bargauge.Panel().title(title).span(w).height(h)
+    if unit:
+        panel = panel.unit(unit)
+    if threshold is not None:
+        panel = panel.thresholds(db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([
+            dm.Threshold(value=None, color="red"), dm.Threshold(value=threshold, color="green")]))
+    return _targets(panel, queries, "time_series")
+
+
+def grid(title: str, *queries: str, w: int = 24, h: int = 9) -> Any:
+    return _targets(table.Panel().title(title).span(w).height(h), queries, "table")
+
+
+def variables(board: Any, device_from: str | None = None) -> Any:
+    """The city, community (and device) variables, each from the data itself."""
+    board = board.with_variable(_variable("city", 'SHOW TAG VALUES WITH KEY = "city"'))
+    board = board.with_variable(_variable(
+        "community", 'SHOW TAG VALUES WITH KEY = "community" WHERE city =~ /^$city$/'))
+    if device_from:
+        board = board.with_variable(_variable(
+            "device", f'SHOW TAG VALUES FROM "{device_from}" WITH KEY = "device" '
+                      "WHERE community =~ /^$community$/"))
+    return board
+
+
+def _variable(name: str, query: str) -> Any:
+    return (db.QueryVariable(name).label(name.title()).query(query)
+            .datasource(DATASOURCE).include_all(True).all_value(".*").multi(False)
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED))
+
+
+def board(uid: str, title: str, tags: list[str]) -> Any:
+    return (db.Dashboard(title).uid(uid).tags(["sct", *tags]).refresh("30s")
+            .time("now-2d", "now").timezone("browser"))
