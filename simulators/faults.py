@@ -51,6 +51,10 @@ def _driver(o: Obj, e: list[Obj], r: random.Random, t: float) -> None:
         o["power_w"] = round(o["power_w"] * 0.4, 2)
 
 
+def _fault_code(o: Obj, e: list[Obj], r: random.Random, t: float) -> None:
+    e.append({"type": "fault", "code": "E07"})
+
+
 def _counter_reset(o: Obj, e: list[Obj], r: random.Random, t: float) -> None:
     o["energy_kwh"] = round(max(0.0, o["energy_kwh"] - 40.0), 4)
 
@@ -125,6 +129,7 @@ TYPES: dict[str, FaultType] = {f.name: f for f in (
     FaultType("lamp_day_burning", ("streetlight",), 3, _lamp_day, local_hours=(9, 13)),
     FaultType("lamp_power", ("streetlight",), 3, _driver, local_hours=(20, 24)),
     FaultType("counter_backwards", ("streetlight",), 1, _counter_reset),
+    FaultType("lamp_fault", ("streetlight",), 0.3, _fault_code),
     FaultType("bin_full", ("waste_bin",), 2, _bin_full),
     FaultType("bin_fire_risk", ("waste_bin",), 1, _bin_fire),
     FaultType("bin_not_emptied", ("waste_bin",), 40, _not_emptied,

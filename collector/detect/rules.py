@@ -52,6 +52,12 @@ def _rate_per_hour(s: Seen, key: str, value: float, alpha: float = 0.3) -> float
 
 def streetlight(s: Seen) -> Iterator[Verdict]:
     f, cfg = s.fields, s.settings
+    if s.event == "fault":
+        yield Verdict("lamp_fault", True, "warning", 1.0,
+                      f"lamp reports fault {s.detail.get('code', '?')}")
+        return
+    if f:  # a reading after a fault report: the lamp works again
+        yield Verdict("lamp_fault", False, "warning")
     on, lux = f.get("on"), f.get("lux")
     if on is not None and lux is not None:
         dark = lux < (cfg.lamp_dark_lux * (2 if s.open("lamp_dark") else 1))

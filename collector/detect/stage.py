@@ -61,7 +61,8 @@ class DetectStage:
         fields = {name: getattr(body, name) for name in body.model_fields_set
                   if name not in ("ts", "seq", "device")} if isinstance(body, Telemetry) else {}
         event = body.type if isinstance(body, Event) else None
-        detail = {"result": getattr(body, "result", None)} if event else {}
+        detail = {"result": getattr(body, "result", None),
+                  "code": getattr(body, "code", None)} if event else {}
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail,
                     self._state.setdefault(device.id, {}),
                     lambda rule: self.book.is_open(device.id, rule), self._settings)
