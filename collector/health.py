@@ -5,7 +5,8 @@
     influx_auth         InfluxDB answers 401 / 403: everything is kept, nothing is written
 
 Each change of state becomes an ``alert`` point (kind ``collector``, device = the instance)
-and a log line; the points travel the same sink path as readings.
+and a log line, through the same :class:`AlertBook` lifecycle as device alerts; the points
+travel the same sink path as readings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from collector.detect.alerts import AlertBook, Subject, Verdict
 from devices import schema
 from devices.schema import Point
 
@@ -31,42 +33,36 @@ class Reading:
 
 
 class Health:
-    """Evaluates the rules and remembers which alerts are open."""
+    """Evaluates the rules; the raise/clear bookkeeping is the detectors' own alert book."""
 
     def __init__(self, instance: str, spool_alert_pct: float, stall_alert_s: float) -> None:
-        self._instance = instance
+        self._subject = Subject(instance, schema.COLLECTOR)
         self._spool_alert = spool_alert_pct / 100
         self._stall_alert_s = stall_alert_s
-        self.open: set[str] = set()
+        self._book = AlertBook()
 
     def check(self, now: Reading, now_ms: int) -> list[Point]:
         """The alert points for every rule whose state changed."""
         spool_share = now.spool_bytes / now.spool_max_bytes
-        states = {
+        spool_open = self._book.is_open(self._subject.device, "spool_nearly_full")
+        verdicts = [
             # Hysteresis: cleared only 10 points below the threshold.
-            "spool_nearly_full": (
-                spool_share >= self._spool_alert
-                or ("spool_nearly_full" in self.open and spool_share >= self._spool_alert - 0.1),
-                "warning", spool_share * 100, f"spool at {spool_share:.0%} of its bound"),
-            "write_stalled": (
-                now.pending > 0 and now.seconds_since_write >= self._stall_alert_s,
-                "critical", now.seconds_since_write,
-                f"{now.pending} lines waiting, nothing written for "
-                f"{now.seconds_since_write:.0f} s"),
-            "influx_auth": (now.auth_failing, "critical", float(now.auth_failing),
-                            "InfluxDB refuses the credentials (401/403); all is kept"),
-        }
+            Verdict("spool_nearly_full",
+                    spool_share >= self._spool_alert - (0.1 if spool_open else 0.0),
+                    "warning", spool_share * 100, f"spool at {spool_share:.0%} of its bound"),
+            Verdict("write_stalled",
+                    now.pending > 0 and now.seconds_since_write >= self._stall_alert_s,
+                    "critical", now.seconds_since_write,
+                    f"{now.pending} lines waiting, nothing written for "
+                    f"{now.seconds_since_write:.0f} s"),
+            Verdict("influx_auth", now.auth_failing, "critical", float(now.auth_failing),
+                    "InfluxDB refuses the credentials (401/403); all is kept"),
+        ]
         points = []
-        for rule, (active, severity, value, message) in states.items():
-            if active == (rule in self.open):
-                continue
-            state = "raised" if active else "cleared"
-            (self.open.add if active else self.open.discard)(rule)
-            log.log(logging.ERROR if active else logging.INFO, "alert %s %s: %s", rule, state,
-                    message)
-            tags = ((schema.DEVICE, self._instance), (schema.KIND, schema.COLLECTOR),
-                    ("rule", rule), ("severity", severity))
-            fields = (("state", state), ("value", float(value)), ("score", 1.0 if active else 0.0),
-                      ("message", message))
-            points.append(Point(schema.ALERT, tags, fields, now_ms))
+        for verdict in verdicts:
+            alert = self._book.observe(self._subject, verdict, now_ms)
+            if alert is not None:
+                log.log(logging.ERROR if verdict.active else logging.INFO, "alert %s %s: %s",
+                        alert.rule, alert.state, alert.message)
+                points.append(alert.point())
         return points

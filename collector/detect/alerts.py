@@ -35,6 +35,19 @@ class Verdict(NamedTuple):
     score: float = 1.0
 
 
+class Subject(NamedTuple):
+    """What an alert is about: a registered device, or the collector itself."""
+
+    device: str
+    kind: str
+    community: str = ""
+    city: str = ""
+
+    @classmethod
+    def of(cls, device: Device) -> Subject:
+        return cls(device.id, device.kind, device.community.id, device.community.city)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One transition of one alert."""
@@ -81,14 +94,14 @@ class AlertBook:
     def open(self) -> list[Alert]:
         return sorted(self._open.values(), key=lambda a: a.ts_ms)
 
-    def observe(self, device: Device, verdict: Verdict, ts_ms: int) -> Alert | None:
+    def observe(self, subject: Subject, verdict: Verdict, ts_ms: int) -> Alert | None:
         """The transition this verdict causes, if any."""
-        key = (device.id, verdict.rule)
+        key = (subject.device, verdict.rule)
         if verdict.active == (key in self._open):
             return None
         alert = Alert(verdict.rule, "raised" if verdict.active else "cleared",
                       verdict.severity if verdict.active else self._open[key].severity,
-                      device.id, device.kind, device.community.id, device.community.city,
+                      subject.device, subject.kind, subject.community, subject.city,
                       verdict.value, verdict.score if verdict.active else 0.0,
                       verdict.message if verdict.active or verdict.message
                       else f"{verdict.rule.replace('_', ' ')}: back to normal", ts_ms)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.decode import Decoded
-from collector.detect.alerts import Alert, AlertBook, Verdict
+from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
 from collector.detect.rules import RULES, Seen
 from collector.detect.stats import Surprise
 from collector.settings import DetectSettings
@@ -70,7 +70,7 @@ class DetectStage:
         if fields and self._settings.statistical:
             verdicts.extend(self._statistics(device, fields, seen))
         for verdict in verdicts:
-            alert = self.book.observe(device, verdict, item.ts_ms)
+            alert = self.book.observe(Subject.of(device), verdict, item.ts_ms)
             if alert is not None:
                 alerts.append(alert)
         return alerts
@@ -110,7 +110,7 @@ class DetectStage:
         elif self.book.is_open(device.id, "device_offline"):
             verdicts.append(Verdict("device_offline", False, "warning"))
         for verdict in verdicts:
-            alert = self.book.observe(device, verdict, item.ts_ms)
+            alert = self.book.observe(Subject.of(device), verdict, item.ts_ms)
             if alert is not None:
                 alerts.append(alert)
         return alerts
@@ -127,7 +127,7 @@ class DetectStage:
             device = self._registry.device(device_id)
             if device is None or silent == self.book.is_open(device_id, "device_silent"):
                 continue
-            alert = self.book.observe(device, Verdict(
+            alert = self.book.observe(Subject.of(device), Verdict(
                 "device_silent", silent, "warning", (now_ms - last) / 1000,
                 f"no reading for {(now_ms - last) / 60_000:.0f} min "
                 f"(usually every {interval / 60_000:.1f} min)"), now_ms)
