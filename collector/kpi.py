@@ -10,7 +10,7 @@ city's share.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,18 +80,22 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings) -> li
     for result in results[7:]:
         for community, n in _count_devices(result).items():
             seen[community] += n
-    return [_community(registry, cid, settings, lamps_seen, saving, bins, full, quality, good,
-                       leak, seen) for cid in sorted(registry.communities)]
+    # One pass over the registry, not one per community: it may hold a million devices.
+    kinds: dict[str, Counter[str]] = defaultdict(Counter)
+    for device in registry.devices.values():
+        kinds[device.community.id][device.kind] += 1
+    return [_community(registry, cid, kinds[cid], settings, lamps_seen, saving, bins, full,
+                       quality, good, leak, seen) for cid in sorted(registry.communities)]
 
 
-def _community(registry: Registry, cid: str, settings: KpiSettings, lamps_seen: dict[str, int],
-               saving: dict[str, float], bins: dict[str, float], full: dict[str, float],
-               quality: dict[str, float], good: dict[str, float], leak: dict[str, float],
-               seen: dict[str, int]) -> CommunityKpi:
+def _community(registry: Registry, cid: str, kinds: Counter[str], settings: KpiSettings,
+               lamps_seen: dict[str, int], saving: dict[str, float], bins: dict[str, float],
+               full: dict[str, float], quality: dict[str, float], good: dict[str, float],
+               leak: dict[str, float], seen: dict[str, int]) -> CommunityKpi:
     community = registry.communities[cid]
-    devices = [d for d in registry.devices.values() if d.community.id == cid]
-    lamps = sum(d.kind == "streetlight" for d in devices)
-    security = sum(d.kind in ("door", "smoke", "intrusion", "camera") for d in devices)
+    devices = sum(kinds.values())
+    lamps = kinds["streetlight"]
+    security = sum(kinds[k] for k in ("door", "smoke", "intrusion", "camera"))
     per_100 = 100 / max(1, community.households)
     values = {
         "lamps_per_100_households": lamps * per_100,
@@ -102,7 +106,7 @@ def _community(registry: Registry, cid: str, settings: KpiSettings, lamps_seen: 
         else 0.0,
         "leak_indicator": leak.get(cid, 1.0),
         "security_per_100_households": security * per_100,
-        "device_online_rate": seen.get(cid, 0) / max(1, len(devices)),
+        "device_online_rate": seen.get(cid, 0) / max(1, devices),
     }
     passed = {}
     for name, (higher, limit_name) in INDICATORS.items():
