@@ -60,6 +60,11 @@ class RobustOutlier:
             score = hourly if self._n[hour] > self._p.warmup_hourly else score
         return score
 
+    def baseline(self) -> tuple[int, float, float]:
+        """(readings seen, location, mean absolute deviation) of the all-day baseline."""
+        last = len(self._loc) - 1
+        return self._n[last], self._loc[last], self._scale[last]
+
     def _update(self, value: float, b: int, warmup: int) -> float:
         # Plain comparisons instead of min()/max(): this runs once a reading per series.
         p = self._p
@@ -112,10 +117,8 @@ class LevelShift:
         self._low = 0.0
 
     def update(self, value: float, hour: int = 0) -> float:
-        base = self._base
-        n = base._n[0]
-        loc, scale = base._loc[0], base._scale[0]
-        base.update(value)
+        n, loc, scale = self._base.baseline()  # before this reading updates it
+        self._base.update(value)
         if n < self._p.warmup:
             return 0.0
         sigma = max(scale * MEAN_ABS_TO_SIGMA, 1e-9 * (abs(loc) + 1.0))
