@@ -76,5 +76,8 @@ def _status_point(device: Device, item: Decoded) -> Point:
     tags = ((schema.CITY, device.community.city), (schema.COMMUNITY, device.community.id),
             (schema.DEVICE, device.id), (schema.KIND, device.kind))
     reason = "reported online" if item.online else "reported offline (or its last will)"
-    fields = ((schema.STATUS_ONLINE, bool(item.online)), (schema.STATUS_REASON, reason))
+    fields: tuple[tuple[str, schema.FieldValue], ...] = (
+        (schema.STATUS_ONLINE, bool(item.online)), (schema.STATUS_REASON, reason))
+    if device.lat is not None and device.lon is not None:
+        fields += ((schema.STATUS_LAT, device.lat), (schema.STATUS_LON, device.lon))
     return Point(schema.DEVICE_STATUS, tags, fields, item.ts_ms)

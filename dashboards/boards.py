@@ -6,12 +6,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from dashboards.panels import FILTER, board, gauge_bars, grid, series, single, variables
+from dashboards.panels import (
+    DEVICE_FILTER,
+    FILTER,
+    board,
+    device_map,
+    gauge_bars,
+    grid,
+    series,
+    single,
+    variables,
+)
 from devices import schema
 
 T = "$timeFilter"
 I = "time($__interval)"  # noqa: E741 - reads like the Grafana macro it stands for
 C = schema.COLLECTOR
+OPEN_ALERT_LOOKBACK = "30d"
 
 
 def overview() -> Any:
@@ -19,21 +30,28 @@ def overview() -> Any:
     online = (f"SELECT count(online) FROM (SELECT last(online) AS online FROM "
               f"{schema.DEVICE_STATUS} WHERE {T} AND {FILTER} GROUP BY device) "
               "WHERE online = true")
+    # Open: the last state of each (device, rule) is "raised". Over the alerts' whole
+    # retention rather than the time range, so an alert raised last week and still open counts.
+    open_alerts = (f"SELECT count(state) FROM (SELECT last(state) AS state FROM {schema.ALERT} "
+                   f"WHERE time > now() - {OPEN_ALERT_LOOKBACK} AND {FILTER} GROUP BY device, "
+                   "rule, severity) WHERE state = 'raised' GROUP BY severity")
     return (b.with_panel(single("Devices online (last status)", online))
             .with_panel(single("Communities reporting",
                                f"SELECT count(last) FROM (SELECT last(battery_pct) FROM door "
                                f"WHERE {T} AND {FILTER} GROUP BY community)"))
-            .with_panel(single("Alerts raised (time range)",
-                               f"SELECT count(state) FROM {schema.ALERT} WHERE {T} AND "
-                               f"state = 'raised' AND {FILTER} GROUP BY severity", w=12))
+            .with_panel(single("Open alerts by severity", open_alerts, w=12))
             .with_panel(series("Readings accepted per second",
                                f"SELECT non_negative_derivative(last(accepted), 1s) FROM {C} "
-                               f"WHERE {T} GROUP BY {I}", unit="reqps", w=24)))
+                               f"WHERE {T} GROUP BY {I}", unit="reqps", w=24))
+            .with_panel(device_map("Devices by last status (green online, red offline)",
+                                   f"SELECT last(online) AS online, last(lat) AS lat, last(lon) "
+                                   f"AS lon FROM {schema.DEVICE_STATUS} WHERE {T} AND {FILTER} "
+                                   "GROUP BY device, kind, community")))
 
 
 def lighting() -> Any:
     b = variables(board("sct-lighting", "Streetlights", ["lighting"]), "streetlight")
-    where = f"WHERE {T} AND {FILTER}"
+    where = f"WHERE {T} AND {DEVICE_FILTER}"
     return (b.with_panel(series("Lamps dimming level (mean %)",
                                 f"SELECT mean(dim_pct) FROM streetlight {where} "
                                 f"GROUP BY {I}, community", unit="percent"))
@@ -53,23 +71,23 @@ def lighting() -> Any:
                                    "AND dim_pct > 0 GROUP BY community", unit="percentunit"))
             .with_panel(grid("Lamp faults and lamp alerts",
                              f"SELECT code FROM {schema.EVENT} WHERE {T} AND kind = "
-                             f"'streetlight' AND {FILTER}",
+                             f"'streetlight' AND {DEVICE_FILTER}",
                              f"SELECT rule, state, message FROM {schema.ALERT} WHERE {T} AND "
-                             f"kind = 'streetlight' AND {FILTER}")))
+                             f"kind = 'streetlight' AND {DEVICE_FILTER}")))
 
 
 def waste() -> Any:
     b = variables(board("sct-waste", "Waste sorting: bins", ["waste"]), "waste_bin")
-    where = f"WHERE {T} AND {FILTER}"
+    where = f"WHERE {T} AND {DEVICE_FILTER}"
     return (b.with_panel(series("Fill level by category (mean %)",
                                 f"SELECT mean(fill_pct) FROM waste_bin {where} "
                                 f"GROUP BY {I}, category", unit="percent", w=24))
             .with_panel(grid("Bins near overflow, with the forecast time to full",
                              f"SELECT message, state FROM {schema.ALERT} WHERE {T} AND "
-                             f"rule = 'bin_full' AND {FILTER}", w=12))
+                             f"rule = 'bin_full' AND {DEVICE_FILTER}", w=12))
             .with_panel(series("Collections (bins emptied)",
                                f"SELECT count(n) FROM {schema.EVENT} WHERE {T} AND type = "
-                               f"'emptied' AND {FILTER} GROUP BY time(1h), community")))
+                               f"'emptied' AND {DEVICE_FILTER} GROUP BY time(1h), community")))
 
 
 def water() -> Any:
@@ -83,7 +101,8 @@ def water() -> Any:
                                f"SELECT min(flow_m3h) {inlet} GROUP BY time(1d), community",
                                unit="m3"))
             .with_panel(series("Pressure (kPa)", f"SELECT mean(pressure_kpa) FROM water_meter "
-                               f"{where} GROUP BY {I}, community", unit="kpa"))
+                               f"WHERE {T} AND {DEVICE_FILTER} GROUP BY {I}, community",
+                               unit="kpa"))
             .with_panel(series("Quality: turbidity (NTU, norm ≤ 1), free chlorine (mg/L, ≥ "
                                "0.05), pH (6.5-8.5)",
                                f"SELECT mean(turbidity_ntu) AS turbidity, mean(chlorine_mg_l) "
@@ -98,7 +117,8 @@ def security() -> Any:
     b = variables(board("sct-security", "Security", ["security"]), "door")
     ev = f"FROM {schema.EVENT} WHERE {T} AND {FILTER}"
     return (b.with_panel(series("Door access by result",
-                                f"SELECT count(n) {ev} AND type = 'access' "
+                                f"SELECT count(n) {ev} AND device =~ /^$device$/ AND type = "
+                                "'access' "
                                 f"GROUP BY time(1h), result"))
             .with_panel(series("Doors forced or held open, alarms",
                                f"SELECT count(n) {ev} AND (type = 'forced' OR type = "

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, geomap, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog import variants
+from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import DATASOURCE_UID
 
 DATASOURCE = dm.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 FILTER = 'city =~ /^$city$/ AND community =~ /^$community$/'
+#: FILTER and the device variable, for panels on the measurement the variable comes from.
+DEVICE_FILTER = FILTER + ' AND device =~ /^$device$/'
 
 
 class _InfluxQLQuery(variants.Dataquery):
@@ -75,6 +79,27 @@ def gauge_bars(title: str, *queries: str, unit: str = "", w: int = 12, h: int = 
 
 def grid(title: str, *queries: str, w: int = 24, h: int = 9) -> Any:
     return _targets(table.Panel().title(title).span(w).height(h), queries, "table")
+
+
+def device_map(title: str, query: str, w: int = 24, h: int = 12) -> Any:
+    """A geomap of markers placed by the ``lat``/``lon`` columns of a table query and
+    coloured by its ``online`` column (green online, red offline)."""
+    layer = (cb.MapLayerOptions().type("markers").name("Devices").tooltip(True)
+             .location(cb.FrameGeometrySource().mode(cm.FrameGeometrySourceMode.COORDS)
+                       .latitude("lat").longitude("lon"))
+             .config({"showLegend": True, "style": {"size": {"fixed": 5},
+                                                    "color": {"field": "online"}}}))
+    online = dm.DynamicConfigValue(id_val="mappings", value=[{
+        "type": "value", "options": {
+            "true": {"text": "online", "color": "green", "index": 0},
+            "false": {"text": "offline", "color": "red", "index": 1}}}])
+    panel = (geomap.Panel().title(title).span(w).height(h)
+             # The view over Hebei; Grafana's geomap takes whole degrees here.
+             .view(geomap.MapViewConfig().id("coords").lat(39).lon(116).zoom(6))
+             .layers([layer]).override_by_name("online", [online])
+             # InfluxQL answers one frame per device; the map wants one table.
+             .with_transformation(dm.DataTransformerConfig(id_val="merge", options={})))
+    return _targets(panel, (query,), "table")
 
 
 def variables(board: Any, device_from: str | None = None) -> Any:

@@ -50,6 +50,10 @@ EVENT_VALUE_FIELDS = ("value", "result", "method", "code")
 STATUS_TAGS = (CITY, COMMUNITY, DEVICE, KIND)
 STATUS_ONLINE = "online"
 STATUS_REASON = "reason"
+#: The device's position from the registry, written with every status so that a map panel
+#: (Grafana's geomap) needs nothing but InfluxDB. An addition to the contract's fields.
+STATUS_LAT = "lat"
+STATUS_LON = "lon"
 
 
 def measurement(kind: str) -> str:

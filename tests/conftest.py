@@ -27,7 +27,8 @@ SMALL_REGISTRY = from_mapping({
         {"id": "c2", "city": "xinji", "district": "xinji", "households": 500},
     ],
     "devices": [
-        {"id": "lamp-1", "kind": "streetlight", "community": "c1"},
+        {"id": "lamp-1", "kind": "streetlight", "community": "c1", "lat": 38.87,
+         "lon": 115.46},
         {"id": "bin-1", "kind": "waste_bin", "community": "c1", "attrs": {"category": "other"}},
         {"id": "door-1", "kind": "door", "community": "c1"},
         {"id": "door-2", "kind": "door", "community": "c2"},

@@ -114,3 +114,48 @@ def test_dashboards_build_check_cli() -> None:
     assert run.returncode == 0, run.stderr
     assert re.search("up to date", run.stdout)
     assert Path(GENERATED).is_dir()
+
+
+def _panel_query(board: str, title_start: str) -> str:
+    return next(q for b, t, q in panels() if b == board and t.startswith(title_start))
+
+
+@pytest.mark.integration
+def test_open_alerts_panel_counts_alerts_whose_last_state_is_raised(history: Stack) -> None:
+    last: dict[tuple[str, str], tuple[str, str]] = {}
+    for s in history.query("SELECT state, device, rule, severity FROM alert"):
+        for _, state, device, rule, severity in s["values"]:
+            last[(device, rule)] = (state, severity)
+    expected: dict[str, int] = {}
+    for state, severity in last.values():
+        if state == "raised":
+            expected[severity] = expected.get(severity, 0) + 1
+    series = history.query(fill(_panel_query("overview.json", "Open alerts")))
+    got = {s["tags"]["severity"]: s["values"][0][1] for s in series}
+    assert got == expected and sum(got.values()) > 0, (got, expected)
+
+
+@pytest.mark.integration
+def test_device_map_places_every_device_that_reported_a_status(history: Stack) -> None:
+    registry = yaml.safe_load(history.registry.read_text())
+    rows = {}
+    for s in history.query(fill(_panel_query("overview.json", "Devices by last status"))):
+        _, online, lat, lon = s["values"][0]
+        rows[s["tags"]["device"]] = (online, lat, lon)
+    positions = {d["id"]: (d["lat"], d["lon"]) for d in registry["devices"]}
+    assert set(rows) == set(positions)
+    assert all(rows[d][1:] == positions[d] for d in rows)
+    # Two devices came back online after the run; the others' last word was their will.
+    assert sum(online for online, _, _ in rows.values()) == 2
+
+
+@pytest.mark.integration
+def test_the_device_variable_narrows_the_lamp_panels(history: Stack) -> None:
+    query = _panel_query("lighting.json", "Power drawn")
+    lamp = history.query(fill('SHOW TAG VALUES FROM "streetlight" WITH KEY = "device"'))[0][
+        "values"][0][1]
+    everyone = history.query(fill(query))
+    one = history.query(fill(query.replace("$device", lamp)))
+    total = sum(v or 0 for s in everyone for _, v in s["values"])
+    single_lamp = sum(v or 0 for s in one for _, v in s["values"])
+    assert 0 < single_lamp < total

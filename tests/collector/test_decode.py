@@ -50,6 +50,10 @@ def test_kind_tags_events_and_status() -> None:
     lines, _ = run("sc/c2/door/door-2/status", b"offline")
     assert lines[0].startswith(b"device_status,city=xinji,community=c2,device=door-2,kind=door "
                                b"online=false,reason=")
+    assert b"lat=" not in lines[0], "door-2 has no position in the registry"
+    # A device with a position carries it in its status, for the overview's map.
+    lines, _ = run("sc/c1/streetlight/lamp-1/status", b"online")
+    assert b'",lat=38.87,lon=115.46 ' in lines[0], lines[0]
 
 
 def test_missing_ts_is_the_receive_time() -> None:
