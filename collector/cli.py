@@ -93,6 +93,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--config", type=Path)
     g.add_argument("--check", action="store_true", help="fail when the files are stale")
     g.set_defaults(run=_dashboards_build)
+    g = gsub.add_parser("push", help="put the dashboards into a running Grafana (HTTP API)")
+    g.add_argument("--config", type=Path)
+    g.add_argument("--url", required=True, help="Grafana's address, e.g. http://127.0.0.1:3000")
+    g.add_argument("--token", help="a service-account token (Editor); default: the "
+                   "environment's GRAFANA_TOKEN, which keeps it out of the shell history")
+    g.set_defaults(run=_dashboards_push)
+
+    p = sub.add_parser("report", help="the goal board and key charts as PNG files and HTML")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="directory for index.html and PNGs")
+    p.add_argument("--range", default="2d", help="how far back, e.g. 12h, 2d, 1w (2d)")
+    p.set_defaults(run=_report)
 
     p = sub.add_parser("kpi", help="compute the green-community indicators now and write them")
     p.add_argument("--config", type=Path)
@@ -273,6 +285,70 @@ def _dashboards_build(args: argparse.Namespace) -> int:
         return 0
     for path in build.write(target_share=share, target_year=year):
         print(path)
+    return 0
+
+
+def _dashboards_push(args: argparse.Namespace) -> int:
+    import os
+
+    from dashboards import DATASOURCE_UID, build, push
+
+    token = args.token or os.environ.get("GRAFANA_TOKEN")
+    if not token:
+        print("sct: no token: give --token or set GRAFANA_TOKEN", file=sys.stderr)
+        return 2
+    settings = config.load(args.config)
+    year = settings.kpi.target_year
+    boards = build.render(settings.kpi.city_targets.get(year, 0.6), year)
+    try:
+        pushed = push.push(args.url, token, boards)
+    except push.PushError as e:
+        print(f"sct: {e}", file=sys.stderr)
+        return 1
+    for url in pushed.dashboards:
+        print(f"pushed {url}")
+    if pushed.datasource_missing:
+        print(f"sct: warning: Grafana has no datasource with uid {DATASOURCE_UID!r}; the panels "
+              "will show errors until it exists (see dashboards/provisioning/datasources/)",
+              file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from collector import kpi
+    from collector.errors import WriteError
+    from collector.sink.influx import InfluxWriter
+    from dashboards import build, report
+
+    settings = config.load(args.config)
+    year = settings.kpi.target_year
+    share = settings.kpi.city_targets.get(year, 0.6)
+    try:
+        report.duration_s(args.range)
+    except ValueError as e:
+        print(f"sct: --range: {e}", file=sys.stderr)
+        return 2
+
+    async def run() -> report.Report:
+        async with InfluxWriter(settings.influx) as writer:
+            return await report.gather(writer.query, build.render(share, year), args.range,
+                                       share, year)
+
+    def passes(name: str, value: float) -> bool:
+        higher, limit = kpi.INDICATORS[name]
+        threshold = float(getattr(settings.kpi, limit))
+        return value >= threshold if higher else value <= threshold
+
+    try:
+        figures = asyncio.run(run())
+    except WriteError as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 1
+    for path in report.write(figures, args.out, passes):
+        print(path)
+    if not figures.assessed:
+        print("sct: warning: no community_kpi in the range; run sct kpi (or a collector) first",
+              file=sys.stderr)
     return 0
 
 

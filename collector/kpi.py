@@ -33,6 +33,7 @@ INDICATORS: dict[str, tuple[bool, str]] = {
     "security_per_100_households": (True, "security_per_100_households"),
     "device_online_rate": (True, "device_online_rate"),
 }
+assert tuple(INDICATORS) == schema.KPI_INDICATORS, "schema.KPI_INDICATORS names these fields"
 
 
 @dataclass
@@ -140,7 +141,7 @@ def points(kpis: list[CommunityKpi], now_ms: int) -> list[Point]:
         fields: list[tuple[str, schema.FieldValue]] = [
             (name, float(value)) for name, value in k.values.items()]
         fields += [(f"{name}_ok", ok) for name, ok in k.passed.items()]
-        fields += [("meets_target", k.meets), ("meets", 1.0 if k.meets else 0.0)]
+        fields += [("meets_target", k.meets), (schema.KPI_MEETS, 1.0 if k.meets else 0.0)]
         out.append(Point(schema.COMMUNITY_KPI, ((schema.CITY, k.city),
                                                 (schema.COMMUNITY, k.community)),
                          tuple(fields), now_ms))

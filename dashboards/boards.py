@@ -166,11 +166,8 @@ def goal(target_share: float, target_year: int) -> Any:
     b = board("sct-green-goal", "Green-community goal", ["goal", "kpi"])
     b = variables(b)
     kpi = f"FROM {schema.COMMUNITY_KPI} WHERE {T} AND {FILTER}"
-    last = ("last(lamps_per_100_households) AS lamps_per_100hh, last(lamp_availability) AS "
-            "lamp_availability, last(energy_saving) AS energy_saving, last(bin_overflow_rate) "
-            "AS bin_overflow, last(water_quality_compliance) AS water_quality, "
-            "last(leak_indicator) AS leak, last(security_per_100_households) AS "
-            "security_per_100hh, last(device_online_rate) AS online, last(meets) AS meets")
+    last = ", ".join(f"last({name}) AS {name}"
+                     for name in (*schema.KPI_INDICATORS, schema.KPI_MEETS))
     return (b.with_panel(single("Communities meeting every indicator",
                                 f"SELECT sum(m) FROM (SELECT last(meets) AS m {kpi} "
                                 "GROUP BY community)"))

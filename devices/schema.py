@@ -17,6 +17,12 @@ EVENT = "event"
 DEVICE_STATUS = "device_status"
 ALERT = "alert"
 COMMUNITY_KPI = "community_kpi"
+#: The green-community indicators, each a float field of ``community_kpi`` (with a bool
+#: ``<name>_ok``); ``meets`` is 1.0 when all pass. How they are computed: collector/kpi.py.
+KPI_INDICATORS = ("lamps_per_100_households", "lamp_availability", "energy_saving",
+                  "bin_overflow_rate", "water_quality_compliance", "leak_indicator",
+                  "security_per_100_households", "device_online_rate")
+KPI_MEETS = "meets"
 COLLECTOR = "collector"
 
 # Tag keys.

@@ -18,6 +18,7 @@ from conftest import Stack, start_stack, wait_for
 
 from dashboards import DATASOURCE_UID
 from dashboards.build import GENERATED, stale
+from dashboards.report import KEY_CHARTS
 from simulators import servers
 
 BOARDS = {p.name: json.loads(p.read_text()) for p in sorted(GENERATED.glob("*.json"))}
@@ -159,3 +160,31 @@ def test_the_device_variable_narrows_the_lamp_panels(history: Stack) -> None:
     total = sum(v or 0 for s in everyone for _, v in s["values"])
     single_lamp = sum(v or 0 for s in one for _, v in s["values"])
     assert 0 < single_lamp < total
+
+
+@pytest.mark.integration
+def test_report_writes_the_goal_board_and_key_charts(history: Stack, tmp_path: Path) -> None:
+    run = history.sct("report", "--out", str(tmp_path / "report"), "--range", "3d")
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "report"
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(["city-shares.png", *(png for _, _, png in KEY_CHARTS)])
+    for png in out.glob("*.png"):
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png.name
+    page = (out / "index.html").read_text()
+    # The figures are the KPI job's: the same communities, cities and count meeting.
+    kpis = history.query("SELECT last(meets) AS m FROM community_kpi GROUP BY community, city")
+    meeting = sum(s["values"][0][1] for s in kpis)
+    assert f"{int(meeting)} of {len(kpis)} communities meet every indicator" in page
+    for s in kpis:
+        assert f"<td>{s['tags']['community']}</td>" in page
+        assert f"<td>{s['tags']['city']}</td>" in page
+    assert "no data in this range" not in page
+    assert page.count("<img") == len(KEY_CHARTS) + 1
+
+
+def test_report_refuses_a_bad_range() -> None:
+    run = subprocess.run([sys.executable, "-m", "collector", "report", "--out", "/tmp/x",
+                          "--range", "two days"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "not a duration" in run.stderr
