@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="stop after this many seconds "
                    "(default: run until Ctrl-C)")
     p.add_argument("--keep", type=Path, help="keep data here instead of a temporary dir")
-    p.add_argument("--since", default="6h", help="history to publish first (6h)")
+    p.add_argument("--since", default="1d", help="history to publish first (1d: a whole "
+                   "night, so dimming and the night-time flow minimum show)")
     p.set_defaults(run=_demo)
     return parser
 

@@ -41,7 +41,7 @@ class Demo:
     """One demo run; ``run()`` returns the exit code."""
 
     def __init__(self, communities: int, rate: float, duration: float | None,
-                 keep: Path | None, since: str = "6h") -> None:
+                 keep: Path | None, since: str = "1d") -> None:
         self.since = since
         self.communities = communities
         self.rate = rate
@@ -114,6 +114,7 @@ class Demo:
         _stop(collector)
         elapsed = time.monotonic() - started
         self._report(workdir, influx_url, elapsed)
+        self._goal_report(workdir, env)
         return 0 if collector.returncode == 0 else 1
 
     def _watch(self, influx_url: str, started: float, simulator: subprocess.Popen[bytes]) -> None:
@@ -159,6 +160,20 @@ class Demo:
               f"Logs: {workdir}/*.log"
               + ("" if self.keep else "  (a temporary folder: gone when the demo ends; "
                  "use --keep DIR to keep everything)"))
+
+
+    def _goal_report(self, workdir: Path, env: dict[str, str]) -> None:
+        """The green-community indicators now, and ``sct report`` of the demo's data."""
+        out = workdir / "report"
+        for args in (["kpi"], ["report", "--out", str(out), "--range", "7d"]):
+            run = subprocess.run([sys.executable, "-m", "collector", *args], env=env,
+                                 capture_output=True, text=True, timeout=300)
+            if run.returncode != 0:
+                print(f"\nsct {args[0]} failed: {run.stderr.strip()[-500:]}")
+                return
+            if args[0] == "kpi":
+                print(f"\ngreen-community indicators (sct kpi):\n{run.stdout.rstrip()}")
+        print(f"\nReport (goal board and key charts, HTML and PNG): {out / 'index.html'}")
 
 
 def _subdir(workdir: Path, name: str) -> Path:

@@ -182,6 +182,7 @@ def _series_png(chart: Chart, path: Path) -> Path:
     title = chart.title + (f" ({chart.left_out} more series not drawn)" if chart.left_out
                            else "")
     ax.set_title(title, fontsize=10)
+    ax.set_xlabel("time (UTC)", fontsize=8)
     if chart.series:
         ax.legend(fontsize=7, ncol=2, loc="upper left")
     else:
