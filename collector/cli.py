@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     bound.add_argument("--count", type=int, help="readings to publish, then stop")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", type=Path, help="also write the counts as JSON here")
+    p.add_argument("--credentials", type=Path, metavar="DIR",
+                   help="log every device in with its own secret, from the installers' "
+                   "sheets (sct security generate's installers/); TLS from [mqtt]")
     p.add_argument("--since", type=_duration, default=0.0,
                    help="first publish the history from this long ago (e.g. 2d, 12h; max 29d)")
     p.add_argument("--history-period", type=float, default=300.0,
@@ -99,6 +102,28 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--token", help="a service-account token (Editor); default: the "
                    "environment's GRAFANA_TOKEN, which keeps it out of the shell history")
     g.set_defaults(run=_dashboards_push)
+
+    p = sub.add_parser("security", help="broker credentials, ACL and TLS for a registry")
+    ssub = p.add_subparsers(required=True, metavar="ACTION")
+    g = ssub.add_parser("generate", help="password file, ACL, CA and server certificate, "
+                        "mosquitto.conf, the collector's env file, installers' sheets")
+    g.add_argument("--registry", type=Path, required=True)
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--mqtt-port", type=int, default=1883,
+                   help="plain MQTT listener, passwords still required (1883; 0: none)")
+    g.add_argument("--tls-port", type=int, default=8883, help="TLS listener (8883; 0: none)")
+    g.add_argument("--bind", default="127.0.0.1", help="listeners' address (127.0.0.1)")
+    g.add_argument("--host", action="append", dest="hosts", metavar="NAME",
+                   help="a name or address clients use for the broker; repeat for more "
+                   "(default: localhost and 127.0.0.1); the first goes in collector.env")
+    g.add_argument("--conf-dir", type=Path, help="where the broker will see these files, "
+                   "e.g. a container's mount point (default: --out)")
+    g.add_argument("--data-dir", type=Path, help="the broker's persistence folder")
+    g.add_argument("--broker-user", default="mosquitto", metavar="NAME|UID",
+                   help="the account the broker runs as; gets the files it reads (mosquitto)")
+    g.add_argument("--rotate", action="append", default=[], metavar="DEVICE",
+                   help="give this device a new secret; repeat for more")
+    g.set_defaults(run=_security_generate)
 
     p = sub.add_parser("report", help="the goal board and key charts as PNG files and HTML")
     p.add_argument("--config", type=Path)
@@ -147,7 +172,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from devices import registry
-    from simulators.publisher import Plan, simulate
+    from simulators.publisher import Access, Plan, simulate
 
     settings = config.load(args.config)
     if args.rate <= 0:
@@ -161,7 +186,9 @@ def _simulate(args: argparse.Namespace) -> int:
     plan = Plan(rate=args.rate, duration=duration, count=args.count, seed=args.seed,
                 root=settings.mqtt.topic_root, faults=_faults(args, reg, duration),
                 since_s=args.since, history_period_s=args.history_period)
-    published = asyncio.run(_until_signal(simulate, reg, settings.mqtt.url, plan))
+    access = Access.from_sheets(args.credentials, settings.mqtt.ssl_context()) \
+        if args.credentials else Access(tls=settings.mqtt.ssl_context())
+    published = asyncio.run(_until_signal(simulate, reg, settings.mqtt.url, plan, access))
     print(published.table(), flush=True)
     if args.report:
         args.report.write_bytes(orjson.dumps({"readings": published.readings,
@@ -312,6 +339,30 @@ def _dashboards_push(args: argparse.Namespace) -> int:
         print(f"sct: warning: Grafana has no datasource with uid {DATASOURCE_UID!r}; the panels "
               "will show errors until it exists (see dashboards/provisioning/datasources/)",
               file=sys.stderr)
+    return 0
+
+
+def _security_generate(args: argparse.Namespace) -> int:
+    from devices import registry
+    from security.generate import Listeners, SecurityError, generate
+
+    reg = registry.load(args.registry)
+    if not args.mqtt_port and not args.tls_port:
+        raise ConfigError("--mqtt-port and --tls-port are both 0: no listener left")
+    listeners = Listeners(mqtt_port=args.mqtt_port or None, tls_port=args.tls_port or None,
+                          bind=args.bind, hosts=args.hosts or ["localhost", "127.0.0.1"],
+                          conf_dir=args.conf_dir, data_dir=args.data_dir,
+                          broker_user=args.broker_user)
+    try:
+        done = generate(reg, args.out, listeners, tuple(args.rotate))
+    except SecurityError as e:
+        raise ConfigError(str(e)) from e
+    print(f"{args.out}: {len(done.created)} new secrets, {len(done.rotated)} rotated, "
+          f"{done.kept} kept, {len(done.removed)} removed; CA "
+          f"{'created' if done.ca_created else 'kept'}, server certificate "
+          f"{'created' if done.server_cert_created else 'kept'}")
+    print(f"start the broker: mosquitto -c {args.out / 'mosquitto.conf'}  (reload after a "
+          "rotation: kill -HUP its pid)")
     return 0
 
 

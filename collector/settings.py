@@ -6,11 +6,21 @@ the program with a message naming the key (see :func:`load`).
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,11 +59,30 @@ class MqttSettings(Section):
     max_pending_messages: Annotated[int, Field(ge=10)] = 10_000
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0
+    #: TLS (``mqtts://`` URLs): the CA that signed the broker's certificate (default: the
+    #: system's trust store); the server's name is always checked against the URL's host.
+    ca_file: FilePath | None = None
+    #: An optional client certificate and its key, for brokers that ask for one.
+    cert_file: FilePath | None = None
+    key_file: FilePath | None = None
 
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        return _url(value, ("mqtt", "tcp"))
+        return _url(value, ("mqtt", "tcp", "mqtts", "ssl"))
+
+    @model_validator(mode="after")
+    def _tls_needs_mqtts(self) -> MqttSettings:
+        for name in ("ca_file", "cert_file", "key_file"):
+            if getattr(self, name) is not None and not self.tls:
+                raise ValueError(f"{name} is for TLS: the url must be mqtts://host:port")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
 
     @property
     def host(self) -> str:
@@ -61,7 +90,18 @@ class MqttSettings(Section):
 
     @property
     def port(self) -> int:
-        return urlsplit(self.url).port or 1883
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for an ``mqtts://`` URL (certificate and host name verified),
+        or None for plain MQTT."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
 
 
 class InfluxSettings(Section):

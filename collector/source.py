@@ -209,7 +209,7 @@ class MqttSource:
         client = _PausingClient(
             s.host, s.port, identifier=s.client_id, clean_session=False,
             username=s.username, password=password, keepalive=s.keepalive_s,
-            high_water=s.max_pending_messages,
+            tls_context=s.ssl_context(), high_water=s.max_pending_messages,
         )
         async with client:
             self._client = client

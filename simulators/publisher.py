@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import heapq
 import logging
 import random
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -98,8 +101,26 @@ class _Fleet:
         return ts
 
 
+@dataclass
+class Access:
+    """How devices log in: each with its own secret (user name = device id), over TLS
+    when ``tls`` is given. Empty: anonymous, plain MQTT (a development broker)."""
+
+    secrets: dict[str, str] = field(default_factory=dict)
+    tls: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_sheets(cls, folder: Path, tls: ssl.SSLContext | None = None) -> Access:
+        """The installers' sheets (``device,username,password`` CSVs) in ``folder``."""
+        out: dict[str, str] = {}
+        for sheet in sorted(folder.glob("*.csv")):
+            with sheet.open(newline="", encoding="utf-8") as f:
+                out.update((row["username"], row["password"]) for row in csv.DictReader(f))
+        return cls(out, tls)
+
+
 async def simulate(registry: Registry, mqtt_url: str, plan: Plan,
-                   stop: asyncio.Event | None = None) -> Published:
+                   stop: asyncio.Event | None = None, access: Access | None = None) -> Published:
     """Run the fleet until the plan's count or duration is reached, or ``stop`` is set.
 
     Returns what the broker acknowledged, per kind.
@@ -107,7 +128,7 @@ async def simulate(registry: Registry, mqtt_url: str, plan: Plan,
     fleet = _Fleet(registry, plan, stop or asyncio.Event())
     published = Published()
     async with contextlib.AsyncExitStack() as stack:
-        await _connect_all(fleet, mqtt_url, stack)
+        await _connect_all(fleet, mqtt_url, stack, access or Access())
         log.info("%d devices connected; publishing %.0f readings/s", len(fleet.devices),
                  plan.rate)
         try:
@@ -123,12 +144,21 @@ async def simulate(registry: Registry, mqtt_url: str, plan: Plan,
     return published
 
 
-async def _connect_all(fleet: _Fleet, mqtt_url: str, stack: contextlib.AsyncExitStack) -> None:
+async def _connect_all(fleet: _Fleet, mqtt_url: str, stack: contextlib.AsyncExitStack,
+                       access: Access) -> None:
     url = urlsplit(mqtt_url)
+    missing = [s.device.id for s in fleet.devices if access.secrets
+               and s.device.id not in access.secrets]
+    if missing:
+        raise ValueError(f"no secret for {len(missing)} devices (first: {missing[0]}): "
+                         "generate the sheets again for this registry")
+    port = url.port or (8883 if access.tls else 1883)
     for first in range(0, len(fleet.devices), CONNECT_BATCH):
         batch = fleet.devices[first:first + CONNECT_BATCH]
         clients = [aiomqtt.Client(
-            url.hostname or "127.0.0.1", url.port or 1883, identifier=f"sim-{sim.device.id}",
+            url.hostname or "127.0.0.1", port, identifier=f"sim-{sim.device.id}",
+            username=sim.device.id if access.secrets else None,
+            password=access.secrets.get(sim.device.id), tls_context=access.tls,
             clean_session=True, keepalive=60, max_inflight_messages=100,
             will=aiomqtt.Will(fleet.topic(sim.device, "status"), b"offline", qos=1, retain=True),
         ) for sim in batch]

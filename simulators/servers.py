@@ -140,6 +140,16 @@ def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = Non
     return server
 
 
+def start_mosquitto_with(conf: Path, ports: list[int], workdir: Path,
+                         timeout: float = 15.0) -> Server:
+    """Start Mosquitto with a configuration of its own (e.g. ``sct security generate``'s),
+    once every port in ``ports`` is open. Its log is ``workdir/mosquitto.log``."""
+    binary = find(MOSQUITTO, "mosquitto")
+    server = _spawn("mosquitto", [binary, "-c", str(conf)], ports[0], workdir)
+    _wait(server, lambda: all(_port_open(p) for p in ports), timeout)
+    return server
+
+
 def start_influxd(workdir: Path, timeout: float = 30.0, port: int | None = None) -> Server:
     """Start InfluxDB 1.x on a loopback port (a free one unless given), data in ``workdir``.
 
