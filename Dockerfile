@@ -5,7 +5,8 @@ COPY collector ./collector
 COPY devices ./devices
 COPY dashboards ./dashboards
 COPY simulators ./simulators
-RUN pip install --no-cache-dir . && useradd --system --home-dir /data sct \
+COPY security ./security
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 --home-dir /data sct \
     && mkdir -p /data && chown sct /data
 USER sct
 ENTRYPOINT ["sct"]

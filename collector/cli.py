@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", type=Path, help="the broker's persistence folder")
     g.add_argument("--broker-user", default="mosquitto", metavar="NAME|UID",
                    help="the account the broker runs as; gets the files it reads (mosquitto)")
+    g.add_argument("--client-user", metavar="NAME|UID", help="the account the collector and "
+                   "simulator run as; gets collector.env and the sheets (default: unchanged)")
     g.add_argument("--rotate", action="append", default=[], metavar="DEVICE",
                    help="give this device a new secret; repeat for more")
     g.set_defaults(run=_security_generate)
@@ -352,7 +354,7 @@ def _security_generate(args: argparse.Namespace) -> int:
     listeners = Listeners(mqtt_port=args.mqtt_port or None, tls_port=args.tls_port or None,
                           bind=args.bind, hosts=args.hosts or ["localhost", "127.0.0.1"],
                           conf_dir=args.conf_dir, data_dir=args.data_dir,
-                          broker_user=args.broker_user)
+                          broker_user=args.broker_user, client_user=args.client_user)
     try:
         done = generate(reg, args.out, listeners, tuple(args.rotate))
     except SecurityError as e:

@@ -56,6 +56,9 @@ class Listeners:
     #: reads the password file): a name, or a number for a container's user. Generating as
     #: root gives it the secret files the broker reads.
     broker_user: str = "mosquitto"
+    #: The account the collector and simulator run as, given collector.env and the sheets
+    #: when generating as root (a container's user); None: left to whoever generated them.
+    client_user: str | None = None
 
 
 class SecurityError(ValueError):
@@ -94,22 +97,31 @@ def generate(registry: Registry, out: Path, listeners: Listeners,
     _give_to_broker(out, listeners.broker_user)
     _env_files(out, plain, listeners)
     _sheets(out / "installers", registry, plain, set(result.removed))
+    if listeners.client_user is not None:
+        _give(out, listeners.client_user, ["collector.env", "operator.env",
+                                           *(f"installers/{p.name}" for p in
+                                             (out / "installers").glob("*.csv"))])
     return result
 
 
 def _give_to_broker(out: Path, user: str) -> None:
-    """chown the files the broker reads (and no one else should) to its account, when we
-    can (root) and the account exists here."""
+    """The files the broker reads (and no one else should) to its account."""
+    _give(out, user, ["passwd", "acl", "server.key"])
+
+
+def _give(out: Path, user: str, names: list[str]) -> None:
+    """chown ``names`` to ``user`` when we can (root) and the account exists here."""
     if os.geteuid() != 0:
         return
     try:
         uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
     except KeyError:
-        log.warning("no account %r here: the broker must run as the owner of %s/passwd and "
-                    "server.key (see --broker-user)", user, out)
+        log.warning("no account %r here: %s must be readable by whoever runs as it", user,
+                    ", ".join(names))
         return
-    for name in ("passwd", "acl", "server.key"):
-        os.chown(out / name, uid, -1)
+    for name in names:
+        if (out / name).exists():
+            os.chown(out / name, uid, -1)
 
 
 def mosquitto_conf(listeners: Listeners, conf_dir: Path) -> str:

@@ -119,8 +119,8 @@ class Access:
         return cls(out, tls)
 
 
-async def simulate(registry: Registry, mqtt_url: str, plan: Plan,
-                   stop: asyncio.Event | None = None, access: Access | None = None) -> Published:
+async def simulate(registry: Registry, mqtt_url: str, plan: Plan, access: Access | None = None,
+                   stop: asyncio.Event | None = None) -> Published:
     """Run the fleet until the plan's count or duration is reached, or ``stop`` is set.
 
     Returns what the broker acknowledged, per kind.

@@ -122,7 +122,7 @@ def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = Non
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"  # loopback-only development broker; see issue on ACLs
+        "allow_anonymous true\n"  # loopback-only, for tests and the demo; secured: security/
         "persistence true\n"
         f"persistence_location {workdir / 'mosquitto-data'}/\n"
         "autosave_interval 30\n"

@@ -60,8 +60,23 @@ def test_grafana_datasource_is_provisioned_with_the_fixed_uid_and_no_secret() ->
         assert ref in grafana_env
 
 
-def test_the_shipped_broker_config_keeps_messages() -> None:
-    conf = (ROOT / "deploy" / "mosquitto.conf").read_text()
-    assert "persistence true" in conf
+def test_the_broker_runs_the_generated_config_which_keeps_messages() -> None:
+    from security.generate import Listeners, mosquitto_conf
+
+    broker = SERVICES["mosquitto"]
+    assert broker["command"][-1] == "/sct-security/mosquitto.conf"
+    generator = SERVICES["security"]["command"]
+    assert generator[generator.index("--out") + 1] == "/sct-security"
+    assert "--data-dir" in generator and "--mqtt-port" in generator
+    conf = mosquitto_conf(Listeners(mqtt_port=None, data_dir=Path("/mosquitto/data")),
+                          Path("/sct-security"))
+    assert "persistence true" in conf and "allow_anonymous false" in conf
     queued = int(re.search(r"^max_queued_messages (\d+)", conf, re.M).group(1))  # type: ignore[union-attr]
     assert queued >= 1_000_000
+    # Nobody reaches the broker without TLS: the only published port is the TLS listener.
+    assert broker["ports"] == ["127.0.0.1:8883:8883"]
+    for name in ("collector", "simulator"):
+        mounts = SERVICES[name]["volumes"]
+        assert "sct-security:/sct-security:ro" in mounts, name
+    assert SERVICES["simulator"]["environment"]["SCT_MQTT__URL"].startswith("mqtts://")
+    assert "collector.env" in " ".join(SERVICES["collector"]["entrypoint"])
