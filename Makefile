@@ -29,8 +29,9 @@ eval: install
 	$(BIN)/python -m bench.eval_faults
 	$(BIN)/python -m bench.detectors
 
-bench: install
+bench: system-deps install
 	$(BIN)/python -m bench.detectors
+	$(BIN)/python -m bench.drain --out bench-drain.json
 
 install: $(VENV)/.installed
 
