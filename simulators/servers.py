@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import pwd
 import resource
 import shutil
 import socket
@@ -120,8 +122,12 @@ def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = Non
     port = port or free_port()
     (workdir / "mosquitto-data").mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
+    # Started as root, Mosquitto switches to its own account and then cannot write its
+    # persistence file into a folder private to root (pytest's temporary folders): every
+    # autosave failed and a restart lost the sessions. So it keeps the starting account.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name}\n" if os.geteuid() == 0 else ""
     conf.write_text(
-        f"listener {port} 127.0.0.1\n"
+        user + f"listener {port} 127.0.0.1\n"
         "allow_anonymous true\n"  # loopback-only, for tests and the demo; secured: security/
         "persistence true\n"
         f"persistence_location {workdir / 'mosquitto-data'}/\n"
