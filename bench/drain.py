@@ -108,7 +108,10 @@ def collector_drain(env: dict[str, str], work: Path, influx_url: str, database: 
     q = f"SELECT count(fill_pct) FROM waste_bin WHERE time >= {base_ms}ms"
     landed = 0
     while landed < count and time.monotonic() - started < TIMEOUT_S:
-        series = servers.influx_query(influx_url, database, q)
+        try:
+            series = servers.influx_query(influx_url, database, q)
+        except servers.ServerError:   # no database until the collector's first write
+            series = []
         landed = series[0]["values"][0][1] if series else 0
         if landed < count:
             time.sleep(0.1)
