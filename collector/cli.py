@@ -130,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the goal board and key charts as PNG files and HTML")
     p.add_argument("--config", type=Path)
     p.add_argument("--out", type=Path, required=True, help="directory for index.html and PNGs")
-    p.add_argument("--range", default="2d", help="how far back, e.g. 12h, 2d, 1w (2d)")
+    p.add_argument("--range", default="2d", help="how far back, e.g. 12h, 2d (2d)")
     p.set_defaults(run=_report)
 
     p = sub.add_parser("kpi", help="compute the green-community indicators now and write them")
@@ -303,8 +303,7 @@ def _dashboards_build(args: argparse.Namespace) -> int:
     from dashboards import build
 
     settings = config.load(args.config)
-    year = settings.kpi.target_year
-    share = settings.kpi.city_targets.get(year, 0.6)
+    year, share = settings.kpi.target_year, settings.kpi.target_share
     if args.check:
         wrong = build.stale(target_share=share, target_year=year)
         if wrong:
@@ -328,8 +327,7 @@ def _dashboards_push(args: argparse.Namespace) -> int:
         print("sct: no token: give --token or set GRAFANA_TOKEN", file=sys.stderr)
         return 2
     settings = config.load(args.config)
-    year = settings.kpi.target_year
-    boards = build.render(settings.kpi.city_targets.get(year, 0.6), year)
+    boards = build.render(settings.kpi.target_share, settings.kpi.target_year)
     try:
         pushed = push.push(args.url, token, boards)
     except push.PushError as e:
@@ -375,30 +373,25 @@ def _report(args: argparse.Namespace) -> int:
     from dashboards import build, report
 
     settings = config.load(args.config)
-    year = settings.kpi.target_year
-    share = settings.kpi.city_targets.get(year, 0.6)
+    year, share = settings.kpi.target_year, settings.kpi.target_share
     try:
-        report.duration_s(args.range)
-    except ValueError as e:
+        range_s = int(_duration(args.range))
+    except argparse.ArgumentTypeError as e:
         print(f"sct: --range: {e}", file=sys.stderr)
         return 2
 
     async def run() -> report.Report:
         async with InfluxWriter(settings.influx) as writer:
             return await report.gather(writer.query, build.render(share, year), args.range,
-                                       share, year)
-
-    def passes(name: str, value: float) -> bool:
-        higher, limit = kpi.INDICATORS[name]
-        threshold = float(getattr(settings.kpi, limit))
-        return value >= threshold if higher else value <= threshold
+                                       range_s, share, year)
 
     try:
         figures = asyncio.run(run())
     except WriteError as exc:
         print(f"sct: {exc}", file=sys.stderr)
         return 1
-    for path in report.write(figures, args.out, passes):
+    for path in report.write(figures, args.out,
+                             lambda name, value: kpi.passes(settings.kpi, name, value)):
         print(path)
     if not figures.assessed:
         print("sct: warning: no community_kpi in the range; run sct kpi (or a collector) first",

@@ -109,11 +109,15 @@ def _community(registry: Registry, cid: str, kinds: Counter[str], settings: KpiS
         "security_per_100_households": security * per_100,
         "device_online_rate": seen.get(cid, 0) / max(1, devices),
     }
-    passed = {}
-    for name, (higher, limit_name) in INDICATORS.items():
-        limit = float(getattr(settings, limit_name))
-        passed[name] = values[name] >= limit if higher else values[name] <= limit
+    passed = {name: passes(settings, name, values[name]) for name in INDICATORS}
     return CommunityKpi(cid, community.city, values, passed)
+
+
+def passes(settings: KpiSettings, name: str, value: float) -> bool:
+    """Whether indicator ``name`` at ``value`` meets its threshold in ``settings``."""
+    higher, limit_name = INDICATORS[name]
+    limit = float(getattr(settings, limit_name))
+    return value >= limit if higher else value <= limit
 
 
 def _count_devices(series: list[dict[str, Any]]) -> dict[str, int]:

@@ -208,6 +208,12 @@ class KpiSettings(Section):
     #: three-year plan: 30 % by 2021, 60 % by 2022).
     city_targets: dict[int, float] = Field(default_factory=lambda: {2021: 0.30, 2022: 0.60})
 
+    @property
+    def target_share(self) -> float:
+        """The target of ``target_year`` (60 % when the year has none), as the dashboards
+        and the report show it."""
+        return self.city_targets.get(self.target_year, 0.6)
+
 
 class MetricsSettings(Section):
     instance: str = "sct-1"

@@ -117,9 +117,9 @@ def security() -> Any:
     b = variables(board("sct-security", "Security", ["security"]), "door")
     ev = f"FROM {schema.EVENT} WHERE {T} AND {FILTER}"
     return (b.with_panel(series("Door access by result",
-                                f"SELECT count(n) {ev} AND device =~ /^$device$/ AND type = "
-                                "'access' "
-                                f"GROUP BY time(1h), result"))
+                                f"SELECT count(n) FROM {schema.EVENT} WHERE {T} AND "
+                                f"{DEVICE_FILTER} AND type = 'access' GROUP BY time(1h), "
+                                "result"))
             .with_panel(series("Doors forced or held open, alarms",
                                f"SELECT count(n) {ev} AND (type = 'forced' OR type = "
                                f"'held_open' OR type = 'alarm' OR type = 'intrusion') "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,18 +42,6 @@ KEY_CHARTS = (
 #: Grafana aims at about this many points across a panel; $__interval follows from it.
 POINTS_ACROSS = 300
 MAX_LINES = 12   # a legend of more is unreadable; the report says how many were left out
-
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration_s(text: str) -> int:
-    """'2d' -> 172800. Raises ValueError with the accepted forms."""
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 90m, 12h, 2d, 1w)")
-    return int(match[1]) * _SECONDS[match[2]]
-
 
 def fill(query: str, range_s: int) -> str:
     """A panel's query as Grafana would send it for the last ``range_s`` seconds, every
@@ -97,10 +84,10 @@ class Report:
     charts: list[Chart] = field(default_factory=list)
 
 
-async def gather(query: Query, boards: Mapping[str, str], range_label: str,
+async def gather(query: Query, boards: Mapping[str, str], range_label: str, range_s: int,
                  target_share: float, target_year: int) -> Report:
-    """Run the panels' queries; the figures of the report."""
-    range_s = duration_s(range_label)
+    """Run the panels' queries over the last ``range_s`` seconds (``range_label`` as the
+    user said it); the figures of the report."""
 
     async def panel(board: str, title: str) -> tuple[str, Series]:
         full, queries = panel_queries(boards, board, title)
@@ -115,7 +102,7 @@ async def gather(query: Query, boards: Mapping[str, str], range_label: str,
     report.meeting = int(_first_value(meeting))
     report.assessed = int(_first_value(assessed))
     _, shares = await panel(GOAL, "City share meeting the goal")
-    report.city_shares = {s["tags"]["city"]: float(_first_value(s)) for s in shares}
+    report.city_shares = {s["tags"]["city"]: _first_value([s]) for s in shares}
     _, rows = await panel(GOAL, "Per community")
     for s in rows:
         row = dict(zip(s["columns"], s["values"][0], strict=True))
@@ -128,11 +115,9 @@ async def gather(query: Query, boards: Mapping[str, str], range_label: str,
     return report
 
 
-def _first_value(series: Series | dict[str, Any]) -> float:
-    one = series if isinstance(series, dict) else (series[0] if series else None)
-    if not one:
-        return 0.0
-    return float(one["values"][0][1] or 0.0)
+def _first_value(series: Series) -> float:
+    """The first value of the first series; 0 when there is none."""
+    return float(series[0]["values"][0][1] or 0.0) if series else 0.0
 
 
 def write(report: Report, out: Path,
