@@ -88,7 +88,9 @@ def _proc(pid: int) -> tuple[float, int]:
 def collector_drain(env: dict[str, str], work: Path, influx_url: str, database: str,
                     count: int, base_ms: int, queue: Callable[[], object]) -> dict[str, float]:
     def start() -> subprocess.Popen[bytes]:
-        log = (work / "collector.log").open("ab")
+        # A fresh log each time: "subscribed to" from an earlier run would pass the wait
+        # below before this collector had made its session (its backlog then went nowhere).
+        log = (work / "collector.log").open("wb")
         process = subprocess.Popen([sys.executable, "-m", "collector", "collect"], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
         before = time.monotonic()
@@ -101,7 +103,6 @@ def collector_drain(env: dict[str, str], work: Path, influx_url: str, database: 
     first = start()                      # its persistent session now exists
     first.send_signal(signal.SIGTERM)
     first.wait(60)
-    (work / "collector.log").write_text("")
     queue()
     started = time.monotonic()
     process = start()
