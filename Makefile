@@ -30,6 +30,7 @@ eval: install
 	$(BIN)/python -m bench.detectors
 
 bench: system-deps install
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[bench]'
 	$(BIN)/python -m bench.detectors
 	$(BIN)/python -m bench.drain --out bench-drain.json
 

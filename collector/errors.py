@@ -2,6 +2,7 @@
 
     SctError
     ├── ConfigError            bad configuration, found at start-up
+    ├── BrokerError            the MQTT connection failed, was refused or broke the protocol
     ├── Rejected               one reading or message refused (carries a reason code)
     └── WriteError             InfluxDB did not take a batch; subclasses say what to do:
         ├── RetryableWriteError    network error, 5xx, 429: try the same batch again later
@@ -9,7 +10,7 @@
         ├── BadLinesError          400 / 422: some lines are bad; find them, set them aside
         └── AuthWriteError         401 / 403: keep everything, shout, retry slowly
 
-Foreign errors (httpx, aiomqtt, OSError) are wrapped with ``raise ... from exc`` at the
+Foreign errors (httpx, OSError, ssl) are wrapped with ``raise ... from exc`` at the
 module that talks to the foreign library.
 """
 
@@ -22,6 +23,11 @@ class SctError(Exception):
 
 class ConfigError(SctError):
     """Raised when the configuration is invalid; the message names the key."""
+
+
+class BrokerError(SctError):
+    """Raised when the broker cannot be reached, refuses the connection or a subscription,
+    goes silent past the keepalive, or sends something that is not MQTT 3.1.1."""
 
 
 class Rejected(SctError):

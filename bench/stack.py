@@ -1,0 +1,196 @@
+"""What the benchmarks share: a fast QoS 1 load publisher, the collector as a child process,
+CPU and peak RSS of processes, and py-spy profiles reduced to their top entries.
+
+The load publisher writes prebuilt PUBLISH packets straight to a socket (``mqttwire``): a
+Python MQTT client (paho: about 25,000 messages/s) would be slower than the broker and
+would measure itself instead of the collector.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collector import mqttwire as wire
+from simulators import servers
+
+TIMEOUT_S = 600   # every wait is bounded
+
+
+@dataclass
+class Usage:
+    """CPU seconds and peak RSS of one process, read from /proc."""
+
+    cpu_s: float
+    peak_rss_mb: float
+
+    @classmethod
+    def of(cls, pid: int) -> Usage:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        peak = next(int(line.split()[1]) * 1024 for line in
+                    Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmHWM"))
+        return cls(cpu, peak / 2**20)
+
+
+class CpuWatch:
+    """CPU seconds each named process spent between construction and :meth:`stop`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._pids = pids
+        self._start = {name: Usage.of(pid).cpu_s for name, pid in pids.items()}
+        self._t0 = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Share of one core per process over the window (1.0 = a whole core)."""
+        wall = time.monotonic() - self._t0
+        return {name: round((Usage.of(pid).cpu_s - self._start[name]) / wall, 3)
+                for name, pid in self._pids.items()}
+
+
+class Publisher:
+    """A raw QoS 1 publisher: one connection, PUBLISH packets written in chunks, PUBACKs
+    counted by a reader thread. Unlimited in flight (Mosquitto's default for clients)."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.sendall(wire.connect(client_id, 60, True))
+        self.acked = 0
+        self._next_id = 0
+        self._connack = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._connack.wait(10):
+            raise RuntimeError("the broker did not answer the load publisher's CONNECT")
+
+    def packet(self, topic: str, payload: bytes) -> bytes:
+        self._next_id = self._next_id % 65535 + 1
+        return wire.publish(topic, payload, self._next_id)
+
+    def send(self, packets: list[bytes]) -> None:
+        self.sock.sendall(b"".join(packets))
+
+    def wait_acked(self, count: int) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while self.acked < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {self.acked} of {count} publishes acknowledged")
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.sock.sendall(wire.DISCONNECT_PACKET)
+        self.sock.close()
+
+    def _read(self) -> None:
+        def on_control(kind: int, body: bytes) -> None:
+            if kind == wire.PUBACK:
+                self.acked += 1
+            elif kind == wire.CONNACK:
+                self._connack.set()
+        parser = wire.Parser(lambda *_: None, on_control)
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            parser.feed(data)
+
+
+@dataclass
+class Collector:
+    """``sct collect`` as a child process, optionally under py-spy."""
+
+    env: dict[str, str]
+    workdir: Path
+    profile: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    started: float = field(default=0.0, init=False)
+    ready_s: float = field(default=0.0, init=False)
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "collector.log"
+
+    def start(self) -> None:
+        """Start and wait until subscribed; ``ready_s`` is how long that took."""
+        argv = [sys.executable, "-m", "collector", "collect"]
+        if self.profile is not None:
+            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+                    "--rate", "200", "--nonblocking", "-o", str(self.profile), "--", *argv]
+        self.started = time.monotonic()
+        with self.log.open("wb") as log:    # fresh: an earlier "subscribed to" must not count
+            self.process = subprocess.Popen(argv, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+        while "subscribed to" not in self.log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() - self.started > 60:
+                raise SystemExit(f"the collector did not start: see {self.log}")
+            time.sleep(0.02)
+        self.ready_s = time.monotonic() - self.started
+
+    @property
+    def pid(self) -> int:
+        """The collector's own PID (py-spy's child when profiling)."""
+        assert self.process is not None
+        if self.profile is None:
+            return self.process.pid
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return int(children.read_text().split()[0])
+
+    def stop(self) -> Usage:
+        """SIGTERM (a clean flush), and the process's usage just before."""
+        assert self.process is not None
+        usage = Usage.of(self.pid)
+        os.kill(self.pid, signal.SIGTERM)
+        self.process.wait(120)
+        return usage
+
+
+def wait_count(influx_url: str, database: str, query: str, count: int) -> tuple[float, int]:
+    """Poll a ``count`` query until it reaches ``count``: (monotonic time, last count)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    landed = 0
+    while time.monotonic() < deadline:
+        try:
+            series = servers.influx_query(influx_url, database, query)
+        except servers.ServerError:   # no database before the collector's first write
+            series = []
+        landed = int(series[0]["values"][0][1]) if series else 0
+        if landed >= count:
+            break
+        time.sleep(0.05)
+    return time.monotonic(), landed
+
+
+def top_of_profile(raw: Path, entries: int = 12) -> list[tuple[str, float]]:
+    """The functions with the most samples of their own (py-spy's collapsed stacks)."""
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(samples)
+        total += n
+        frame = stack.rsplit(";", 1)[-1]
+        own[frame.split(" (")[0] + " " + _where(frame)] += n
+    return [(name, round(100 * n / max(total, 1), 1)) for name, n in own.most_common(entries)]
+
+
+def _where(frame: str) -> str:
+    # "func (path/to/module.py:123)" -> "module.py"
+    if "(" not in frame:
+        return ""
+    path = frame.rsplit("(", 1)[1].split(":")[0]
+    return "(" + "/".join(path.split("/")[-2:]) + ")"
