@@ -122,7 +122,8 @@ class Collector:
                      ticket: Claim) -> None:
         """One message through the pipeline: refusals kept, lines handed to the batcher.
 
-        Each line holds the message's ticket until its batch is durable; a redelivered
+        The message's ticket is held by each batch its lines are in until that batch is
+        durable; a redelivered
         message gets back the receive time it was first stamped with.
         """
         msg = self.stamps.restamp(msg)
@@ -133,9 +134,8 @@ class Collector:
             self.stamps.record(msg)
         for alert in pipeline.alerts:
             self._publish(alert)
-        for line in lines:
-            ticket.hold()
-            await batcher.add(line, ticket)
+        if lines:
+            await batcher.add_many(lines, ticket)
         ticket.release()
 
     async def _flush(self, batcher: Batcher, source: MqttSource) -> None:

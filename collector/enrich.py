@@ -22,6 +22,9 @@ class Enricher:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        # A reading's tags depend only on its device: built once per device, and the same
+        # tuple every time (the line encoder caches its escaped form).
+        self._tags: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def enrich(self, item: Decoded, topic: str, received_ms: int) -> Point | Reject:
         """The point for ``item``, or the reason it is refused."""
@@ -33,7 +36,10 @@ class Enricher:
         if item.online is not None:
             return _status_point(device, item)
         if isinstance(item.body, Telemetry):
-            return _reading_point(device, item.body, item.ts_ms)
+            tags = self._tags.get(device.id)
+            if tags is None:
+                tags = self._tags[device.id] = _reading_tags(device)
+            return _reading_point(device, tags, item.body, item.ts_ms)
         assert isinstance(item.body, Event)
         return _event_point(device, item.body, item.ts_ms)
 
@@ -51,14 +57,20 @@ class Enricher:
         return device
 
 
-def _reading_point(device: Device, body: Telemetry, ts_ms: int) -> Point:
+def _reading_tags(device: Device) -> tuple[tuple[str, str], ...]:
     tags = [(schema.CITY, device.community.city), (schema.COMMUNITY, device.community.id),
             (schema.DEVICE, device.id), (schema.DISTRICT, device.community.district)]
     if device.kind_tag:
         tags.append(device.kind_tag)
-    fields = tuple((name, value) for name in schema.FIELDS[device.kind]
-                   if (value := getattr(body, name)) is not None)
-    return Point(schema.measurement(device.kind), tuple(sorted(tags)), fields, ts_ms)
+    return tuple(sorted(tags))
+
+
+def _reading_point(device: Device, tags: tuple[tuple[str, str], ...], body: Telemetry,
+                   ts_ms: int) -> Point:
+    values = body.__dict__
+    fields = tuple([(name, value) for name in schema.FIELDS[device.kind]
+                    if (value := values[name]) is not None])
+    return Point(schema.measurement(device.kind), tags, fields, ts_ms)
 
 
 def _event_point(device: Device, body: Event, ts_ms: int) -> Point:

@@ -8,6 +8,7 @@ have not agreed on could poison a measurement forever.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -91,7 +92,8 @@ class Telemetry(Envelope):
 
     @model_validator(mode="after")
     def _has_a_reading(self) -> Telemetry:
-        if not any(getattr(self, name) is not None for name in reading_fields(type(self))):
+        values = self.__dict__
+        if not any(values[name] is not None for name in reading_fields(type(self))):
             raise ValueError("no reading field in the object")
         return self
 
@@ -170,6 +172,7 @@ TELEMETRY_MODELS: dict[str, type[Telemetry]] = {
 }
 
 
+@functools.cache
 def reading_fields(model: type[Telemetry]) -> tuple[str, ...]:
     """The reading field names of a telemetry model, in declaration order."""
     return tuple(name for name in model.model_fields if name not in ENVELOPE_FIELDS)

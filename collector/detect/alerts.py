@@ -90,6 +90,10 @@ class AlertBook:
     def is_open(self, device: str, rule: str) -> bool:
         return (device, rule) in self._open
 
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        """``(device, rule) in book``: the same as :meth:`is_open`, one call cheaper."""
+        return key in self._open
+
     @property
     def open(self) -> list[Alert]:
         return sorted(self._open.values(), key=lambda a: a.ts_ms)
@@ -111,6 +115,14 @@ class AlertBook:
             del self._open[key]
         self._changed = True
         return alert
+
+    def observe_all(self, subject: Subject, verdicts: list[Verdict], ts_ms: int) -> list[Alert]:
+        """The transitions of several verdicts on one subject (the common case, nothing
+        changes, decided here without a call per verdict)."""
+        opened, device = self._open, subject.device
+        return [alert for verdict in verdicts
+                if bool(verdict.active) != ((device, verdict.rule) in opened)
+                and (alert := self.observe(subject, verdict, ts_ms)) is not None]
 
     def load(self) -> None:
         if self._path is None or not self._path.exists():

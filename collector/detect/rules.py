@@ -273,6 +273,9 @@ VARYING = {"streetlight": ("voltage_v", "temp_c"), "waste_bin": ("temp_c",),
            "smoke": ("temp_c",)}
 
 
+_SAME = {name: f"same:{name}" for names in VARYING.values() for name in names}
+
+
 def any_device(s: Seen) -> Iterator[Verdict]:
     battery = s.fields.get("battery_pct")
     if battery is not None:
@@ -284,7 +287,7 @@ def any_device(s: Seen) -> Iterator[Verdict]:
         value = s.fields.get(name)
         if value is None:
             continue
-        key = f"same:{name}"
+        key = _SAME[name]
         last, count = s.state.get(key, (None, 0))
         count = count + 1 if value == last else 1
         s.state[key] = (value, count)

@@ -18,7 +18,7 @@ from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
 from collector.detect.rules import RULES, Seen
 from collector.detect.stats import Surprise
 from collector.settings import DetectSettings
-from devices.payloads import Event, Telemetry
+from devices.payloads import ENVELOPE_FIELDS, Event, Telemetry
 from devices.registry import Device, Registry
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ WATCHED: dict[str, tuple[str, ...]] = {
     "water_quality": ("turbidity_ntu", "chlorine_mg_l", "conductivity_us_cm"),
     "water_level": ("level_pct",),
 }
+_NO_DETAIL: dict[str, Any] = {}
 DAY_MS = 86_400_000
 CST_MS = 8 * 3_600_000
 
@@ -48,6 +49,13 @@ class DetectStage:
         self._state: dict[str, dict[str, Any]] = {}
         self._detectors: dict[tuple[str, str], Surprise] = {}
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
+        self._subjects: dict[str, Subject] = {}
+
+    def _subject(self, device: Device) -> Subject:
+        subject = self._subjects.get(device.id)
+        if subject is None:
+            subject = self._subjects[device.id] = Subject.of(device)
+        return subject
 
     def observe(self, item: Decoded) -> list[Alert]:
         """The alert transitions one accepted object causes."""
@@ -58,21 +66,24 @@ class DetectStage:
         if item.online is not None:
             return alerts
         body = item.body
-        fields = {name: getattr(body, name) for name in body.model_fields_set
-                  if name not in ("ts", "seq", "device")} if isinstance(body, Telemetry) else {}
-        event = body.type if isinstance(body, Event) else None
-        detail = {"result": getattr(body, "result", None),
-                  "code": getattr(body, "code", None)} if event else {}
+        if isinstance(body, Telemetry):
+            values = body.__dict__
+            fields = {name: values[name] for name in body.model_fields_set
+                      if name not in ENVELOPE_FIELDS}
+            event, detail = None, _NO_DETAIL
+        else:
+            assert isinstance(body, Event)
+            fields, event = {}, body.type
+            detail = {"result": getattr(body, "result", None),
+                      "code": getattr(body, "code", None)}
+        book, device_id = self.book, device.id
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail,
-                    self._state.setdefault(device.id, {}),
-                    lambda rule: self.book.is_open(device.id, rule), self._settings)
+                    self._state.setdefault(device_id, {}),
+                    lambda rule: (device_id, rule) in book, self._settings)
         verdicts = [v for rule in RULES[device.kind] for v in rule(seen)]
         if fields and self._settings.statistical:
             verdicts.extend(self._statistics(device, fields, seen))
-        for verdict in verdicts:
-            alert = self.book.observe(Subject.of(device), verdict, item.ts_ms)
-            if alert is not None:
-                alerts.append(alert)
+        alerts.extend(self.book.observe_all(self._subject(device), verdicts, item.ts_ms))
         return alerts
 
     def _statistics(self, device: Device, fields: dict[str, Any], seen: Seen) -> list[Verdict]:
@@ -102,15 +113,18 @@ class DetectStage:
             self._seen[device.id] = (item.ts_ms, interval)
         elif last is None:
             self._seen[device.id] = (item.ts_ms, 0.0)
-        alerts = []
-        verdicts = [Verdict("device_silent", False, "warning")]
+        # Almost always nothing to do: no Verdict is built unless an alert may change.
+        verdicts = []
+        if self.book.is_open(device.id, "device_silent"):
+            verdicts.append(Verdict("device_silent", False, "warning"))
         if item.online is not None:
             verdicts.append(Verdict("device_offline", not item.online, "warning", 0.0,
                                     "device says it is offline (or its last will)"))
         elif self.book.is_open(device.id, "device_offline"):
             verdicts.append(Verdict("device_offline", False, "warning"))
+        alerts = []
         for verdict in verdicts:
-            alert = self.book.observe(Subject.of(device), verdict, item.ts_ms)
+            alert = self.book.observe(self._subject(device), verdict, item.ts_ms)
             if alert is not None:
                 alerts.append(alert)
         return alerts
@@ -127,7 +141,7 @@ class DetectStage:
             device = self._registry.device(device_id)
             if device is None or silent == self.book.is_open(device_id, "device_silent"):
                 continue
-            alert = self.book.observe(Subject.of(device), Verdict(
+            alert = self.book.observe(self._subject(device), Verdict(
                 "device_silent", silent, "warning", (now_ms - last) / 1000,
                 f"no reading for {(now_ms - last) / 60_000:.0f} min "
                 f"(usually every {interval / 60_000:.1f} min)"), now_ms)

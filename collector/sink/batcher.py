@@ -48,6 +48,22 @@ class Batcher:
         if len(self._lines) >= self._settings.batch_size:
             await self._cut()
 
+    async def add_many(self, lines: list[bytes], claim: Claim) -> None:
+        """The lines of one message; ``claim`` is held once for each batch they land in
+        (not once a line: an array of 50 readings is one hold, not 50)."""
+        size = self._settings.batch_size
+        at = 0
+        while at < len(lines):
+            if not self._lines:
+                self._started = time.monotonic()
+            chunk = lines[at:at + size - len(self._lines)]
+            self._lines.extend(chunk)
+            claim.hold()
+            self._claims.append(claim)
+            at += len(chunk)
+            if len(self._lines) >= size:
+                await self._cut()
+
     async def run(self) -> None:
         """The age timer and the writer tasks; runs until cancelled."""
         async with asyncio.TaskGroup() as group:

@@ -56,3 +56,39 @@ def test_add_waits_when_the_writers_are_behind() -> None:
 async def _add_many(batcher: Batcher, n: int) -> None:
     for i in range(n):
         await batcher.add(b"%d" % i)
+
+
+class Claim:
+    def __init__(self) -> None:
+        self.holds = 1
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def release(self) -> None:
+        self.holds -= 1
+
+
+def test_a_message_across_two_batches_holds_its_claim_once_in_each() -> None:
+    batches: list[list[bytes]] = []
+    gate = asyncio.Event()
+
+    async def write(batch: list[bytes]) -> None:
+        await gate.wait()
+        batches.append(batch)
+
+    async def go() -> None:
+        batcher = Batcher(InfluxSettings(batch_size=4), write)
+        runner = asyncio.create_task(batcher.run())
+        first, second = Claim(), Claim()
+        await batcher.add_many([b"a1", b"a2", b"a3"], first)
+        await batcher.add_many([b"b1", b"b2", b"b3"], second)
+        await asyncio.sleep(0.05)
+        assert first.holds == 2 and second.holds == 3, "first: 1 batch, second: 2 batches"
+        gate.set()
+        await batcher.drain()
+        assert batches == [[b"a1", b"a2", b"a3", b"b1"], [b"b2", b"b3"]]
+        assert first.holds == 1 and second.holds == 1, "only the handlers' holds are left"
+        runner.cancel()
+
+    asyncio.run(go())
