@@ -26,9 +26,16 @@ from typing import Any
 
 import orjson
 
-from bench.stack import Collector, CpuWatch, Publisher, top_of_profile, wait_count
+from bench.stack import (
+    Collector,
+    CpuWatch,
+    Publisher,
+    collector_env,
+    running_servers,
+    top_of_profile,
+    wait_count,
+)
 from simulators import servers
-from simulators.registry_gen import generate, to_yaml
 
 TOPIC = "sc/+/+/+/telemetry"
 SHAPES = (("single readings", 1), ("arrays of 50", 50))
@@ -39,7 +46,7 @@ def queue(port: int, bins: list[dict[str, str]], count: int, per_message: int,
     """``count`` waste-bin readings, ``per_message`` a message (ts = base_ms + i, unique),
     published at QoS 1 until the broker acknowledged all; the number of messages."""
     publisher = Publisher(port, "bench-queue")
-    packets = []
+    packets: list[bytes] = []
     for first in range(0, count, per_message):
         bin_ = bins[len(packets) % len(bins)]
         readings = [{"ts": base_ms + i, "fill_pct": float(i % 90)}
@@ -90,21 +97,16 @@ def collector_drain(collector: Collector, influx_url: str, database: str, count:
             "readings_s": count / draining, "cpu": cpu, "peak_rss_mb": round(usage.peak_rss_mb)}
 
 
-def run(work: Path, mq: servers.Server, influx: servers.Server, readings: int,
-        profile: Path | None) -> list[dict[str, Any]]:
-    registry = generate(2, seed=1)
-    (work / "registry.yaml").write_text(to_yaml(registry))
+def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[str, Any],
+        readings: int, profile: Path | None) -> list[dict[str, Any]]:
+    """Both shapes; ``registry`` is the one written to ``work/registry.yaml``."""
     bins = [d for d in registry["devices"] if d["kind"] == "waste_bin"]
     influx_url = f"http://127.0.0.1:{influx.port}"
     servers_pids = {"mosquitto": mq.process.pid, "influxd": influx.process.pid}
     results = []
     for shape, per_message in SHAPES:
-        database = f"drain{per_message}"
-        env = dict(os.environ, SCT_MQTT__URL=f"mqtt://127.0.0.1:{mq.port}",
-                   SCT_MQTT__CLIENT_ID=f"bench-drain-{per_message}",
-                   SCT_INFLUX__URL=influx_url, SCT_INFLUX__DATABASE=database,
-                   SCT_REGISTRY__PATH=str(work / "registry.yaml"),
-                   SCT_STORAGE__DIR=str(work / f"var-drain{per_message}"))
+        env = collector_env(work, mq, influx, f"drain-{per_message}")
+        database = env["SCT_INFLUX__DATABASE"]
         base = int(time.time() * 1000) - 7 * 86_400_000
         top = ceiling(mq.port, mq.process.pid,
                       partial(queue, mq.port, bins, readings, per_message, base))
@@ -143,17 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sct-bench-") as tmp:
-        work = Path(tmp)
-        (work / "mq").mkdir()
-        (work / "influx").mkdir()
-        mq = servers.start_mosquitto(work / "mq")
-        influx = servers.start_influxd(work / "influx")
-        try:
-            results = run(work, mq, influx, args.readings, args.profile)
-        finally:
-            mq.stop()
-            influx.stop()
+    with tempfile.TemporaryDirectory(prefix="sct-bench-") as tmp, \
+            running_servers(Path(tmp)) as (mq, influx, registry):
+        results = run(Path(tmp), mq, influx, registry, args.readings, args.profile)
     print_table(results)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"figures in {args.out}")

@@ -9,6 +9,7 @@ would measure itself instead of the collector.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import socket
@@ -16,11 +17,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from collector import mqttwire as wire
 from simulators import servers
+from simulators.registry_gen import generate, to_yaml
 
 TIMEOUT_S = 600   # every wait is bounded
 
@@ -155,6 +159,36 @@ class Collector:
         os.kill(self.pid, signal.SIGTERM)
         self.process.wait(120)
         return usage
+
+
+@contextlib.contextmanager
+def running_servers(work: Path, communities: int = 2
+                    ) -> Iterator[tuple[servers.Server, servers.Server, dict[str, Any]]]:
+    """Mosquitto and InfluxDB in ``work``, and a registry written to work/registry.yaml."""
+    (work / "mq").mkdir()
+    (work / "influx").mkdir()
+    registry = generate(communities, seed=1)
+    (work / "registry.yaml").write_text(to_yaml(registry))
+    mq = servers.start_mosquitto(work / "mq")
+    try:
+        influx = servers.start_influxd(work / "influx")
+        try:
+            yield mq, influx, registry
+        finally:
+            influx.stop()
+    finally:
+        mq.stop()
+
+
+def collector_env(work: Path, mq: servers.Server, influx: servers.Server, name: str,
+                  **extra: str) -> dict[str, str]:
+    """The environment of a collector with its own client id, database and storage."""
+    return dict(os.environ, SCT_MQTT__URL=f"mqtt://127.0.0.1:{mq.port}",
+                SCT_MQTT__CLIENT_ID=f"bench-{name}",
+                SCT_INFLUX__URL=f"http://127.0.0.1:{influx.port}",
+                SCT_INFLUX__DATABASE=name.replace("-", "_"),
+                SCT_REGISTRY__PATH=str(work / "registry.yaml"),
+                SCT_STORAGE__DIR=str(work / f"var-{name}"), **extra)
 
 
 def wait_count(influx_url: str, database: str, query: str, count: int) -> tuple[float, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     g = rsub.add_parser("generate", help="a registry of realistic communities, as YAML")
     g.add_argument("--communities", type=int, required=True)
     g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--json", action="store_true",
+                   help="write it in JSON form (also YAML 1.2; read as a stream: for large "
+                   "registries)")
     g.add_argument("--out", type=Path)
     g.set_defaults(run=_registry_generate)
 
@@ -254,7 +258,8 @@ def _registry_generate(args: argparse.Namespace) -> int:
 
     if args.communities < 1:
         raise ConfigError("--communities must be at least 1")
-    text = to_yaml(generate(args.communities, args.seed))
+    data = generate(args.communities, args.seed)
+    text = json.dumps(data, ensure_ascii=False) if args.json else to_yaml(data)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
     else:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,21 @@ def test_generated_registries_load(tmp_path: Path) -> None:
     path.write_text(to_yaml(generate(30, seed=5)), encoding="utf-8")
     registry = load(path)
     assert len(registry.communities) == 30
+
+
+def test_a_json_registry_is_the_same_registry_read_as_a_stream(tmp_path: Path) -> None:
+    data = generate(3, seed=4)
+    (tmp_path / "r.yaml").write_text(to_yaml(data), encoding="utf-8")
+    (tmp_path / "r.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert load(tmp_path / "r.json") == load(tmp_path / "r.yaml")
+
+
+def test_a_json_registry_reports_its_problems(tmp_path: Path) -> None:
+    data = generate(1, seed=4)
+    data["devices"][3]["kind"] = "toaster"
+    (tmp_path / "bad.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(RegistryError, match=r"devices\[3\].*unknown kind 'toaster'"):
+        load(tmp_path / "bad.json")
+    (tmp_path / "cut.json").write_text(json.dumps(data)[:500], encoding="utf-8")
+    with pytest.raises(RegistryError, match="cannot read"):
+        load(tmp_path / "cut.json")
