@@ -31,8 +31,10 @@ eval: install
 
 bench: system-deps install
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m bench --out bench.json
+	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.scale --out bench-scale.json
 	$(BIN)/python -m bench.detectors
-	$(BIN)/python -m bench.drain --out bench-drain.json
 
 install: $(VENV)/.installed
 

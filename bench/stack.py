@@ -112,6 +112,13 @@ class Publisher:
             parser.feed(data)
 
 
+_ELSEWHERE = """import runpy, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]
+sys.path.insert(0, sys.argv.pop(1))
+runpy.run_module("collector", run_name="__main__", alter_sys=True)
+"""
+
+
 @dataclass
 class Collector:
     """``sct collect`` as a child process, optionally under py-spy."""
@@ -130,6 +137,10 @@ class Collector:
     def start(self) -> None:
         """Start and wait until subscribed; ``ready_s`` is how long that took."""
         argv = [sys.executable, "-m", "collector", "collect"]
+        other = self.env.get("BENCH_COLLECTOR_PATH")
+        if other:
+            # The editable install's import hook would win over PYTHONPATH: take it out.
+            argv = [sys.executable, "-c", _ELSEWHERE, other, "collect"]
         if self.profile is not None:
             argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
                     "--rate", "200", "--nonblocking", "-o", str(self.profile), "--", *argv]
@@ -182,7 +193,8 @@ def running_servers(work: Path, communities: int = 2
 
 def collector_env(work: Path, mq: servers.Server, influx: servers.Server, name: str,
                   **extra: str) -> dict[str, str]:
-    """The environment of a collector with its own client id, database and storage."""
+    """The environment of a collector with its own client id, database and storage
+    (imported from ``$BENCH_COLLECTOR_PATH`` when set: another version, for comparison)."""
     return dict(os.environ, SCT_MQTT__URL=f"mqtt://127.0.0.1:{mq.port}",
                 SCT_MQTT__CLIENT_ID=f"bench-{name}",
                 SCT_INFLUX__URL=f"http://127.0.0.1:{influx.port}",

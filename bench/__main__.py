@@ -1,0 +1,86 @@
+"""The end-to-end benchmark, in one run against one Mosquitto and one InfluxDB:
+
+1. backlog drain, single readings and arrays of 50: ``mosquitto_sub`` (the ceiling) against
+   the collector (detectors on), counts verified in InfluxDB (``bench/drain.py``);
+2. live load at half the collector's own drain rate and at half the ceiling, single readings
+   at QoS 1: the rate that lands, publish-to-queryable latency p50 / p99 (``bench/live.py``).
+
+Prints tables (rates, ratios to the ceiling, CPU per process in cores, the collector's
+peak RSS) and writes every figure to a JSON file. The machine is shared: read the ratios.
+
+    python -m bench [--readings 200000] [--live-seconds 10] [--out bench.json] [--profile DIR]
+
+To measure another version of the collector with this benchmark (before / after a change),
+set ``BENCH_COLLECTOR_PATH`` to a checkout of it (``git worktree add /tmp/before <commit>``):
+only the collector child processes import from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench import drain, live
+from bench.stack import Collector, collector_env, running_servers
+
+
+def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
+              rates: list[tuple[str, float]], seconds: float) -> list[dict[str, Any]]:
+    bins = [d for d in registry["devices"] if d["kind"] == "waste_bin"]
+    out: list[dict[str, Any]] = []
+    for label, rate in rates:
+        env = collector_env(work, mq, influx, f"live-{len(out)}")
+        collector = Collector(env, work)
+        collector.start()
+        try:
+            result = live.run(collector, mq.port, f"http://127.0.0.1:{influx.port}",
+                              env["SCT_INFLUX__DATABASE"], bins, live.LiveLoad(rate, seconds),
+                              {"mosquitto": mq.process.pid, "influxd": influx.process.pid})
+        finally:
+            usage = collector.stop()
+        out.append({"bench": "live", "load": label, **result,
+                    "collector_peak_rss_mb": round(usage.peak_rss_mb)})
+    return out
+
+
+def print_live(results: list[dict[str, Any]], ceiling: float) -> None:
+    print(f"\n{'live, single readings QoS 1':<34}{'offered':>9}{'landed/s':>10}{'ratio':>7}"
+          f"{'p50 s':>7}{'p99 s':>7}{'lost':>6}  CPU (cores)")
+    for r in results:
+        cpu = " ".join(f"{k}={v:.2f}" for k, v in r["cpu"].items())
+        print(f"{r['load']:<34}{r['offered_msg_s']:>9,.0f}{r['landed_readings_s']:>10,.0f}"
+              f"{r['landed_readings_s'] / ceiling:>7.2f}{r['latency_p50_s']:>7.2f}"
+              f"{r['latency_p99_s']:>7.2f}{r['readings'] - r['landed']:>6}  {cpu}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--live-seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--profile", type=Path, help="profile the drains with py-spy (folder)")
+    args = parser.parse_args(argv)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sct-bench-") as tmp, \
+            running_servers(Path(tmp)) as (mq, influx, registry):
+        work = Path(tmp)
+        drains = drain.run(work, mq, influx, registry, args.readings, args.profile)
+        ceiling = drains[0]["ceiling"]["msg_s"]
+        own = drains[0]["collector"]["msg_s"]
+        lives = live_runs(work, mq, influx, registry,
+                          [("half the collector's drain rate", own / 2),
+                           ("half the ceiling", ceiling / 2)], args.live_seconds)
+    drain.print_table(drains)
+    print_live(lives, ceiling)
+    args.out.write_text(json.dumps({"drain": drains, "live": lives}, indent=2))
+    print(f"figures in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
