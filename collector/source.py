@@ -118,7 +118,6 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._stopped = False
-        self._received_ms = 0
         self._next_id = 0
 
     # asyncio's side
@@ -128,7 +127,6 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_heard = time.monotonic()
-        self._received_ms = int(time.time() * 1000)   # one clock read per chunk
         try:
             self._parser.feed(data)
         except BrokerError as exc:
@@ -144,7 +142,10 @@ class _Connection(asyncio.Protocol):
 
     # the parser's side
     def _on_publish(self, topic: str, payload: bytes, packet_id: int, dup: bool) -> None:
-        self.inbox.append((Inbound(topic, payload, self._received_ms, dup),
+        # The clock is read per message, not per chunk: a reading without ``ts`` is stamped
+        # with it, and two messages of one device in one chunk must not share a timestamp
+        # (the second point would overwrite the first).
+        self.inbox.append((Inbound(topic, payload, int(time.time() * 1000), dup),
                            self.acks.track(packet_id)))
 
     def _on_control(self, kind: int, body: bytes) -> None:
