@@ -123,8 +123,7 @@ class Collector:
         """One message through the pipeline: refusals kept, lines handed to the batcher.
 
         The message's ticket is held by each batch its lines are in until that batch is
-        durable; a redelivered
-        message gets back the receive time it was first stamped with.
+        durable; a redelivered message gets back the receive time it was first stamped with.
         """
         msg = self.stamps.restamp(msg)
         lines, rejects = pipeline.process(msg)

@@ -7,7 +7,7 @@ backoff. Each message becomes an :class:`Inbound` and is handed to the pipeline 
 
 Why not aiomqtt: it reads one packet per wake-up of the event loop (about 4,200 QoS 1
 messages/s here, against Mosquitto's 70,000+); this reads every complete packet of each
-chunk the socket gives (``bench/clients.py`` compares the candidates).
+chunk the socket gives (before/after figures: README, section Performance).
 
 Acknowledge after durable: a message's PUBACK goes out only when every reading it produced
 is written to InfluxDB or fsynced to the spool (each holds the ticket until then), in the

@@ -7,6 +7,7 @@ fixes a registry in one pass rather than one error per restart.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,7 @@ def load(path: str | Path) -> Registry:
                          Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RegistryError(str(path), [f"cannot read: {exc}"]) from exc
-    return from_mapping(data, source=str(path), consume=True)
+    return from_mapping(data, source=str(path))
 
 
 def _from_json_stream(path: Path) -> Registry:
@@ -112,7 +113,7 @@ def _from_json_stream(path: Path) -> Registry:
                                                         use_float=True)), problems)
         with path.open("rb") as handle:
             devices = _devices(ijson.items(handle, "devices.item", use_float=True),
-                               communities, problems, consume=False)
+                               communities, problems)
     except (OSError, ijson.JSONError) as exc:
         raise RegistryError(str(path), [f"cannot read: {exc}"]) from exc
     if problems:
@@ -120,24 +121,19 @@ def _from_json_stream(path: Path) -> Registry:
     return Registry(communities=communities, devices=devices)
 
 
-def from_mapping(data: Any, source: str = "<data>", consume: bool = False) -> Registry:
-    """Build a registry from already-parsed YAML, checking every entry.
-
-    With ``consume`` each parsed device entry is dropped from ``data`` once it is built,
-    so a large registry is not held twice at the peak.
-    """
+def from_mapping(data: Any, source: str = "<data>") -> Registry:
+    """Build a registry from already-parsed YAML, checking every entry."""
     problems: list[str] = []
     if not isinstance(data, dict):
         raise RegistryError(source, ["top level must be a mapping with communities and devices"])
     communities = _communities(data.get("communities"), problems)
-    devices = _devices(data.get("devices"), communities, problems, consume)
+    devices = _devices(data.get("devices"), communities, problems)
     if problems:
         raise RegistryError(source, problems)
     return Registry(communities=communities, devices=devices)
 
 
-def _entries(raw: Any, section: str, problems: list[str],
-             consume: bool = False) -> Iterable[tuple[str, dict[str, Any]]]:
+def _entries(raw: Any, section: str, problems: list[str]) -> Iterable[tuple[str, dict[str, Any]]]:
     if raw is None:
         problems.append(f"{section}: missing")
         return
@@ -154,8 +150,6 @@ def _entries(raw: Any, section: str, problems: list[str],
             problems.append(f"{where}: id {ident!r} is not an identifier [a-z0-9][a-z0-9-]{{0,63}}")
             continue
         yield f"{where} ({ident})", entry
-        if consume and isinstance(raw, list):
-            raw[i] = None
 
 
 def _communities(raw: Any, problems: list[str]) -> dict[str, Community]:
@@ -187,12 +181,12 @@ def _communities(raw: Any, problems: list[str]) -> dict[str, Community]:
 
 
 def _devices(raw: Any, communities: Mapping[str, Community],
-             problems: list[str], consume: bool) -> dict[str, Device]:
+             problems: list[str]) -> dict[str, Device]:
     out: dict[str, Device] = {}
     # Devices of a kind mostly have the same attributes: one shared mapping for each
     # distinct set keeps a million-device registry small.
     shared: dict[Any, Mapping[str, Any]] = {}
-    for where, entry in _entries(raw, "devices", problems, consume):
+    for where, entry in _entries(raw, "devices", problems):
         ident, kind, community_id = entry["id"], entry.get("kind"), entry.get("community")
         attrs = entry.get("attrs") or {}
         found = _device_problem(ident, kind, community_id, attrs, out, communities)
@@ -203,7 +197,7 @@ def _devices(raw: Any, communities: Mapping[str, Community],
         with contextlib.suppress(TypeError):
             attrs = shared.setdefault(tuple(attrs.items()), attrs)
         out[ident] = Device(
-            id=ident, kind=KINDS[KINDS.index(kind)], community=communities[str(community_id)],
+            id=ident, kind=sys.intern(str(kind)), community=communities[str(community_id)],
             lat=_coordinate(entry.get("lat")), lon=_coordinate(entry.get("lon")), attrs=attrs,
         )
     return out

@@ -37,6 +37,19 @@ SMALL_REGISTRY = from_mapping({
 })
 
 
+class Claim:
+    """A message's claim that counts its holds (it starts with the handler's one)."""
+
+    def __init__(self) -> None:
+        self.holds = 1
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def release(self) -> None:
+        self.holds -= 1
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str,
              every: float = 0.1) -> object:
     """Poll ``condition`` until it returns something true; fail the test after ``timeout``."""

@@ -76,10 +76,9 @@ class DetectStage:
             fields, event = {}, body.type
             detail = {"result": getattr(body, "result", None),
                       "code": getattr(body, "code", None)}
-        book, device_id = self.book, device.id
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail,
-                    self._state.setdefault(device_id, {}),
-                    lambda rule: (device_id, rule) in book, self._settings)
+                    self._state.setdefault(device.id, {}),
+                    lambda rule: self.book.is_open(device.id, rule), self._settings)
         verdicts = [v for rule in RULES[device.kind] for v in rule(seen)]
         if fields and self._settings.statistical:
             verdicts.extend(self._statistics(device, fields, seen))
@@ -122,12 +121,7 @@ class DetectStage:
                                     "device says it is offline (or its last will)"))
         elif self.book.is_open(device.id, "device_offline"):
             verdicts.append(Verdict("device_offline", False, "warning"))
-        alerts = []
-        for verdict in verdicts:
-            alert = self.book.observe(self._subject(device), verdict, item.ts_ms)
-            if alert is not None:
-                alerts.append(alert)
-        return alerts
+        return self.book.observe_all(self._subject(device), verdicts, item.ts_ms)
 
     def tick(self, now_ms: int) -> list[Alert]:
         """Devices silent for longer than expected (called every few seconds)."""

@@ -46,9 +46,8 @@ def encode(point: Point) -> bytes:
     """One point as one line (without the trailing newline), UTF-8."""
     head = _series(point.measurement, point.tags)
     # The hot path of the collector (every reading): field keys escaped once (a handful of
-    # names), floats and bools formatted inline, the rest by format_value.
+    # names), floats (nearly every reading field) formatted inline, the rest by format_value.
     fields = ",".join([f"{_field_key(k)}={v!r}" if type(v) is float else
-                       f"{_field_key(k)}={'true' if v else 'false'}" if type(v) is bool else
                        f"{_field_key(k)}={format_value(v)}" for k, v in point.fields])
     return f"{head} {fields} {point.ts_ms}".encode()
 

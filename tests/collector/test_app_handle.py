@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from conftest import SMALL_REGISTRY
+from conftest import Claim as Ticket  # the handler's ticket, counting its holds
 
 from collector.app import Collector
 from collector.decode import Decoder
@@ -14,17 +15,6 @@ from collector.metrics import Counters
 from collector.pipeline import Pipeline
 from collector.records import Inbound
 from collector.settings import Settings, StorageSettings, ValidationSettings
-
-
-class Ticket:
-    def __init__(self) -> None:
-        self.holds = 1
-
-    def hold(self) -> None:
-        self.holds += 1
-
-    def release(self) -> None:
-        self.holds -= 1
 
 
 class Batcher:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import Claim
+
 from collector.settings import InfluxSettings
 from collector.sink.batcher import Batcher
 
@@ -56,17 +58,6 @@ def test_add_waits_when_the_writers_are_behind() -> None:
 async def _add_many(batcher: Batcher, n: int) -> None:
     for i in range(n):
         await batcher.add(b"%d" % i)
-
-
-class Claim:
-    def __init__(self) -> None:
-        self.holds = 1
-
-    def hold(self) -> None:
-        self.holds += 1
-
-    def release(self) -> None:
-        self.holds -= 1
 
 
 def test_a_message_across_two_batches_holds_its_claim_once_in_each() -> None:
