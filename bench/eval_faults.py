@@ -93,9 +93,9 @@ def _publish(pipeline: Pipeline, sim: SimDevice, at: float) -> list[Alert]:
     for i, (channel, body) in enumerate(messages):
         body["ts"] = ms + i
         topic = device_topic(d.community.id, d.kind, d.id, channel)  # type: ignore[arg-type]
-        _, rejects = pipeline.process(Inbound(topic, orjson.dumps(body), ms + i))
-        assert not rejects, rejects
-        out.extend(pipeline.alerts)
+        done = pipeline.process(Inbound(topic, orjson.dumps(body), ms + i))
+        assert not done.rejects, done.rejects
+        out.extend(done.alerts)
     return out
 
 

@@ -8,6 +8,10 @@
 Start order is sink first, source last. Stop order is the reverse: stop taking from the
 broker, flush what is pending (to InfluxDB or the spool), let the acknowledgements go out,
 write a last self-metrics point, then disconnect.
+
+The ingest path (source, pipeline, batcher, sink, replayer) is the only thing whose failure
+stops the collector. The side jobs (self-metrics, the health and silence watch, snapshots,
+KPI) run under a :class:`Supervisor` that logs, counts and restarts them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collector.decode import Decoder
 from collector.detect.alerts import Alert, AlertBook
 from collector.detect.stage import DetectStage
 from collector.enrich import Enricher
-from collector.errors import WriteError
+from collector.errors import StorageError, WriteError
 from collector.health import Health
 from collector.health import Reading as HealthReading
 from collector.metrics import Counters
@@ -35,10 +39,11 @@ from collector.sink.batcher import Batcher
 from collector.sink.durable import DurableSink
 from collector.sink.influx import InfluxWriter
 from collector.sink.lineprotocol import encode
-from collector.sink.retry import RetryingWriter
+from collector.sink.retry import RetryingWriter, backoff
 from collector.sink.spool import Spool
 from collector.source import MqttSource, Ticket
 from collector.stamps import StampJournal
+from collector.supervise import Supervisor
 from devices import registry, topics
 from devices.schema import Point
 
@@ -62,8 +67,11 @@ class Collector:
                              settings.metrics.stall_alert_s)
         self.book = AlertBook(storage.dir / "alerts.json")
         self.detect_state = storage.dir / "detect-state.pickle"
+        self.supervisor = Supervisor()
         self._started = time.time()
         self._publish: Callable[[Alert], object] = lambda alert: None
+        self._detect: DetectStage | None = None
+        self._writer: RetryingWriter | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then flush and return."""
@@ -72,17 +80,19 @@ class Collector:
         log.info("registry %s: %d communities, %d devices", s.registry.path,
                  len(reg.communities), len(reg.devices))
         self.book.load()
-        detect = DetectStage(reg, s.detect, self.book)
+        detect = self._detect = DetectStage(reg, s.detect, self.book)
         detect.restore(self.detect_state)
-        pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
-                            self.counters, detect)
         self.deadletters.open()
         self.spool.open()
         self.stamps.open()
+        pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
+                            self.counters, detect, self.stamps.stamp)
         try:
             async with InfluxWriter(s.influx) as writer:
-                retrying = RetryingWriter(writer, s.influx, self._bad_line, self.counters)
-                sink = DurableSink(retrying, self.spool, self.counters)
+                retrying = self._writer = RetryingWriter(writer, s.influx, self._bad_line,
+                                                         self.counters)
+                sink = DurableSink(retrying, self.spool, self.counters,
+                                   retry_max_s=s.influx.retry_max_s)
                 batcher = Batcher(s.influx, sink.deliver)
                 kpi_job = functools.partial(self._kpi, reg, writer)
                 await self._serve(pipeline, sink, batcher, detect, stop, kpi_job)
@@ -100,19 +110,20 @@ class Collector:
         async def handle(msg: Inbound, ticket: Ticket) -> None:
             await self.handle(pipeline, batcher, msg, ticket)
 
+        side = self.supervisor.run
         async with asyncio.TaskGroup() as group:
-            background = [group.create_task(batcher.run()), group.create_task(sink.replay()),
-                          group.create_task(self._report(batcher, source)),
-                          group.create_task(self._watch(batcher, detect)),
-                          group.create_task(self._kpi_schedule(batcher, kpi_job))]
+            background = [
+                group.create_task(batcher.run()), group.create_task(sink.replay()),
+                group.create_task(side("metrics", lambda: self._report(batcher, source))),
+                group.create_task(side("watch", lambda: self._watch(batcher, detect))),
+                group.create_task(side("kpi", lambda: self._kpi_schedule(batcher, kpi_job)))]
             taking = group.create_task(source.run(handle))
             await stop.wait()
             source.stop_taking()
             log.info("stopping: no longer taking messages; flushing %d pending lines",
                      batcher.pending)
             await self._flush(batcher, source)
-            detect.snapshot(self.detect_state)
-            self.book.save()
+            self._save_state(detect)
             source.close()
             await taking
             for task in background:
@@ -123,19 +134,25 @@ class Collector:
         """One message through the pipeline: refusals kept, lines handed to the batcher.
 
         The message's ticket is held by each batch its lines are in until that batch is
-        durable; a redelivered message gets back the receive time it was first stamped with.
+        durable, and by the handler until its refusals are kept.
         """
-        msg = self.stamps.restamp(msg)
-        lines, rejects = pipeline.process(msg)
-        for reject in rejects:
-            self._keep(reject)
-        if lines and pipeline.stamped_on_receipt:
-            self.stamps.record(msg)
-        for alert in pipeline.alerts:
+        done = pipeline.process(msg)
+        for reject in done.rejects:
+            await self._keep(reject)
+        for alert in done.alerts:
             self._publish(alert)
-        if lines:
-            await batcher.add_many(lines, ticket)
+        if done.lines:
+            await batcher.add_many(done.lines, ticket)
         ticket.release()
+
+    def _save_state(self, detect: DetectStage) -> None:
+        # At shutdown: a full disk must not turn a clean stop into a crash.
+        try:
+            detect.snapshot(self.detect_state)
+            self.book.save()
+        except OSError as exc:
+            log.error("could not save the detector state or the open alerts (%s); they "
+                      "start from the last saved copy", exc)
 
     async def _flush(self, batcher: Batcher, source: MqttSource) -> None:
         budget = SHUTDOWN_FLUSH_S + self.settings.influx.timeout_s
@@ -167,6 +184,22 @@ class Collector:
                 detect.snapshot(self.detect_state)
                 last_snapshot = time.monotonic()
 
+    async def _keep_later(self, reject: Reject) -> None:
+        attempt = 0
+        while True:
+            delay = backoff(attempt, 0.5, self.settings.influx.retry_max_s)
+            attempt += 1
+            log.error("dead letters cannot be written (%s); holding the message "
+                      "(unacknowledged), trying again in %.1f s", self.deadletters.failing,
+                      delay)
+            await asyncio.sleep(delay)
+            try:
+                self.deadletters.add(reject)
+                log.info("dead letters can be written again")
+                return
+            except StorageError:
+                continue
+
     async def _kpi(self, reg: registry.Registry, writer: InfluxWriter) -> list[Point]:
         kpis = await kpi.compute(reg, writer.query, self.settings.kpi)
         return kpi.points(kpis, int(time.time() * 1000))
@@ -192,24 +225,41 @@ class Collector:
                 await batcher.add(encode(point))
 
     def _metrics_points(self, batcher: Batcher, source: MqttSource) -> list[Point]:
-        c = self.counters
-        c.deadletter_dropped = self.deadletters.dropped
         now = time.time()
         now_ms = int(now * 1000)
         extra = {"spool_lines": self.spool.lines, "spool_bytes": self.spool.size,
-                 "unacknowledged": source.unacknowledged}
-        since_write = now - (c.last_write or self._started)
+                 "unacknowledged": source.unacknowledged,
+                 "deadletter_dropped": self.deadletters.dropped}
+        problems: tuple[str, ...] = ()
+        if self._detect is not None:
+            extra.update({f"detect_errors_{rule}": n
+                          for rule, n in sorted(self._detect.errors.items())})
+            problems = tuple(self._detect.registry_problems)
+        extra.update({f"job_failures_{job}": n
+                      for job, n in sorted(self.supervisor.failures.items())})
+        writer = self._writer
+        last_write = writer.last_write if writer else None
         alerts = self.health.check(HealthReading(
             self.spool.size, self.spool.max_bytes, batcher.pending + self.spool.lines,
-            since_write, c.auth_failing), now_ms)
-        return [c.point(self.settings.metrics.instance, batcher.pending, now_ms, extra),
-                *alerts]
+            now - (last_write or self._started), bool(writer and writer.auth_failing),
+            self.spool.failing or self.deadletters.failing, problems), now_ms)
+        return [self.counters.point(self.settings.metrics.instance, batcher.pending, now_ms,
+                                    extra, last_write), *alerts]
 
-    def _keep(self, reject: Reject) -> None:
+    async def _keep(self, reject: Reject) -> None:
         log.debug("rejected %s on %s: %s", reject.reason, reject.topic, reject.detail)
-        self.deadletters.add(reject)
+        try:
+            self.deadletters.add(reject)
+        except StorageError:
+            await self._keep_later(reject)
 
     def _bad_line(self, line: bytes, server_text: str) -> None:
         log.error("InfluxDB refused a line, kept in the dead letters: %s", server_text)
-        self.deadletters.add(Reject(INFLUX_TOPIC, line, "influx_rejected", server_text,
-                                    int(time.time() * 1000)))
+        reject = Reject(INFLUX_TOPIC, line, "influx_rejected", server_text,
+                        int(time.time() * 1000))
+        try:
+            self.deadletters.add(reject)
+        except StorageError as exc:
+            # Called from inside a write: the line is logged whole rather than lost unseen.
+            log.error("dead letters cannot be written (%s); the refused line was: %r", exc,
+                      line)

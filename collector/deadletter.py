@@ -8,6 +8,11 @@ One JSON object a line in ``<storage.dir>/deadletters.jsonl``:
 "payload": "<text>"}`` (``payload_b64`` instead when the bytes are not UTF-8). Appending
 is bounded by ``storage.deadletter_max_mb``; past it, refusals are counted and logged, not
 kept, so a flood of garbage cannot fill the disk.
+
+Damage: a crash in the middle of an append leaves a torn line; the next append starts on a
+fresh line, and reading skips (and counts) any line that is not a record, so one bad line
+never hides the others. When the file cannot be written (disk full), ``add`` raises
+:class:`StorageError` and the caller holds the message unacknowledged until it can.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from collector.errors import StorageError
 from collector.records import Reject
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,14 @@ def to_json(reject: Reject) -> bytes:
 
 
 def from_json(line: bytes) -> Reject:
-    """Read back one record written by :func:`to_json`."""
+    """Read back one record written by :func:`to_json`.
+
+    Raises:
+        ValueError, KeyError, TypeError: not such a record.
+    """
     record = orjson.loads(line)
+    if not isinstance(record, dict):
+        raise TypeError("not a record")
     if "payload_b64" in record:
         payload = base64.b64decode(record["payload_b64"])
     else:
@@ -68,12 +80,28 @@ class DeadLetterStore:
         self._max_bytes = max_bytes
         self._file: BinaryIO | None = None
         self._size = 0
+        #: Refusals counted but not kept because the store was at its bound.
         self.dropped = 0
+        #: Why the last append failed (disk full, ...), or None while appends succeed.
+        self.failing: str | None = None
+        #: Lines skipped by the last read because they are not records (torn, damaged).
+        self.unreadable = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("ab")
         self._size = self._file.tell()
+        if self._size:
+            with self.path.open("rb") as handle:
+                handle.seek(-1, 2)
+                torn = handle.read(1) != b"\n"
+            if torn:
+                # A crash in the middle of an append: the next record starts on its own line.
+                log.warning("dead letters %s end in a torn line; it is left as it is and "
+                            "skipped when read", self.path)
+                self._file.write(b"\n")
+                self._file.flush()
+                self._size += 1
 
     def close(self) -> None:
         if self._file is not None:
@@ -81,7 +109,19 @@ class DeadLetterStore:
             self._file = None
 
     def add(self, reject: Reject) -> bool:
-        """Keep one refusal; False when the store is full and it was only counted."""
+        """Keep one refusal; False when the store is full and it was only counted.
+
+        Raises:
+            StorageError: the file cannot be written (disk full, read-only).
+        """
+        try:
+            return self._add(reject)
+        except OSError as exc:
+            self.failing = f"{type(exc).__name__}: {exc}"
+            self.close()      # reopened (and a torn tail closed off) by the next add
+            raise StorageError(f"dead letters {self.path}: {exc}") from exc
+
+    def _add(self, reject: Reject) -> bool:
         if self._file is None:
             self.open()
         assert self._file is not None
@@ -95,6 +135,7 @@ class DeadLetterStore:
         self._file.write(line)
         self._file.flush()
         self._size += len(line)
+        self.failing = None
         return True
 
     def read(self, reason: str | None = None) -> Iterator[Reject]:
@@ -108,6 +149,7 @@ class DeadLetterStore:
             return
         replayed = self._replayed()
         offset = 0
+        self.unreadable = 0
         with self.path.open("rb") as handle:
             for line in handle:
                 at, offset = offset, offset + len(line)
@@ -115,7 +157,11 @@ class DeadLetterStore:
                     break  # being appended right now by a running collector
                 if at in replayed or not line.strip():
                     continue
-                reject = from_json(line)
+                try:
+                    reject = from_json(line)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    self.unreadable += 1    # torn by a crash, or damaged: the rest still count
+                    continue
                 if reason is None or reject.reason == reason:
                     yield at, reject
 

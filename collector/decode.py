@@ -28,6 +28,9 @@ class Decoded:
 
     ``body`` is the validated model (None for status); ``online`` is set for status only;
     ``obj`` is the JSON value it came from, kept so a later stage can dead-letter it alone.
+    ``unstamped``: it carried no ``ts`` (status never does); ``ts_ms`` is then the receive
+    time until the pipeline gives it a stamp of its own (``collector/stamps.py``), which is
+    ``moved`` when later than the receive time.
     """
 
     where: DeviceTopic
@@ -35,6 +38,8 @@ class Decoded:
     ts_ms: int
     online: bool | None
     obj: Any
+    unstamped: bool = False
+    moved: bool = False
 
 
 class Decoder:
@@ -55,9 +60,10 @@ class Decoder:
             return [], [Reject(msg.topic, payload, exc.reason, exc.detail, msg.received_ms)]
         accepted: list[Decoded] = []
         rejects: list[Reject] = []
+        in_array = len(objects) > 1 or msg.payload.lstrip()[:1] == b"["
         for obj in objects:
             try:
-                accepted.append(self._one(where, obj, msg.received_ms))
+                accepted.append(self._one(where, obj, msg.received_ms, in_array))
             except Rejected as exc:
                 raw = msg.payload if len(objects) == 1 else orjson.dumps(obj)
                 rejects.append(Reject(msg.topic, raw, exc.reason, exc.detail, msg.received_ms))
@@ -83,16 +89,22 @@ class Decoder:
             return where, value
         raise Rejected("bad_json", "payload must be a JSON object or a non-empty array of objects")
 
-    def _one(self, where: DeviceTopic, obj: Any, received_ms: int) -> Decoded:
+    def _one(self, where: DeviceTopic, obj: Any, received_ms: int, in_array: bool) -> Decoded:
         if where.channel == "status":
-            return Decoded(where, None, received_ms, STATUS_VALUES[obj], obj)
+            return Decoded(where, None, received_ms, STATUS_VALUES[obj], obj, unstamped=True)
         if not isinstance(obj, dict):
             raise Rejected("bad_json", f"array item is {type(obj).__name__}, not an object")
         body = self._validate(where, obj)
         if body.device is not None and body.device != where.device:
             raise Rejected("device_mismatch",
                            f"payload device {body.device!r} is not the topic's {where.device!r}")
-        ts_ms = received_ms if body.ts is None else body.ts
+        if body.ts is None:
+            if in_array:
+                # An array is a flush of buffered readings: only the device knows when each
+                # was taken, and one receive time for all of them would be a lie.
+                raise Rejected("invalid", "an array item needs ts")
+            return Decoded(where, body, received_ms, None, obj, unstamped=True)
+        ts_ms = body.ts
         if ts_ms > received_ms + self._max_future_ms:
             ahead = (ts_ms - received_ms) / 1000
             raise Rejected("ts_future", f"ts is {ahead:.0f} s ahead of the collector's clock")

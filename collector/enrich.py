@@ -26,6 +26,10 @@ class Enricher:
         # tuple every time (the line encoder caches its escaped form).
         self._tags: dict[str, tuple[tuple[str, str], ...]] = {}
 
+    def knows(self, device_id: str) -> bool:
+        """True when the registry has this device."""
+        return self._registry.device(device_id) is not None
+
     def enrich(self, item: Decoded, topic: str, received_ms: int) -> Point | Reject:
         """The point for ``item``, or the reason it is refused."""
         try:

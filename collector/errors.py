@@ -4,6 +4,7 @@
     ├── ConfigError            bad configuration, found at start-up
     ├── BrokerError            the MQTT connection failed, was refused or broke the protocol
     ├── Rejected               one reading or message refused (carries a reason code)
+    ├── StorageError           a file in storage.dir cannot be written (disk full, read-only)
     └── WriteError             InfluxDB did not take a batch; subclasses say what to do:
         ├── RetryableWriteError    network error, 5xx, 429: try the same batch again later
         ├── BatchTooLargeError     413: split the batch and write the halves
@@ -43,6 +44,11 @@ class Rejected(SctError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class StorageError(SctError):
+    """Raised when the spool or the dead letters cannot be written (the disk is full or
+    read-only). Not a crash: the collector stops acknowledging and retries."""
 
 
 class WriteError(SctError):

@@ -3,6 +3,10 @@
     spool_nearly_full   the spool passed ``storage.spool_alert_pct`` of its bound
     write_stalled       readings are waiting and nothing was written for ``stall_alert_s``
     influx_auth         InfluxDB answers 401 / 403: everything is kept, nothing is written
+    storage_full        the spool or the dead letters cannot be written (disk full): nothing
+                        more is acknowledged until they can
+    registry_problem    registry attributes the rules cannot use (those rules are skipped for
+                        those devices; their readings are still written)
 
 Each change of state becomes an ``alert`` point (kind ``collector``, device = the instance)
 and a log line, through the same :class:`AlertBook` lifecycle as device alerts; the points
@@ -30,6 +34,8 @@ class Reading:
     pending: int
     seconds_since_write: float
     auth_failing: bool
+    storage_failing: str | None = None
+    registry_problems: tuple[str, ...] = ()
 
 
 class Health:
@@ -57,6 +63,14 @@ class Health:
                     f"{now.seconds_since_write:.0f} s"),
             Verdict("influx_auth", now.auth_failing, "critical", float(now.auth_failing),
                     "InfluxDB refuses the credentials (401/403); all is kept"),
+            Verdict("storage_full", now.storage_failing is not None, "critical", 1.0,
+                    f"cannot write to storage.dir ({now.storage_failing}): nothing more is "
+                    "acknowledged, the broker keeps the messages"),
+            Verdict("registry_problem", bool(now.registry_problems), "warning",
+                    float(len(now.registry_problems)),
+                    f"{len(now.registry_problems)} registry attributes the rules cannot use "
+                    f"(their readings are written, those rules skipped): "
+                    + "; ".join(now.registry_problems[:5])),
         ]
         points = []
         for verdict in verdicts:

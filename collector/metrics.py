@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -24,9 +23,6 @@ class Counters:
     batches: int = 0
     write_retries: int = 0
     write_rejected: int = 0    # lines InfluxDB refused, set aside in the dead letters
-    deadletter_dropped: int = 0
-    last_write: float | None = None  # time.time() of the last successful write
-    auth_failing: bool = False  # InfluxDB answers 401 / 403
     spooled: int = 0           # lines appended to the spool
     replayed: int = 0          # lines read back from the spool and written
 
@@ -34,24 +30,22 @@ class Counters:
         self.rejected += 1
         self.by_reason[reason] += 1
 
-    def mark_written(self) -> None:
-        self.last_write = time.time()
-
     def point(self, instance: str, pending: int, now_ms: int,
-              extra: dict[str, int] | None = None) -> Point:
-        """The ``collector`` point for this moment; ``extra`` adds gauges from elsewhere."""
+              extra: dict[str, int] | None = None, last_write: float | None = None) -> Point:
+        """The ``collector`` point for this moment; ``extra`` adds gauges and counts read
+        from the components that own them (spool, dead letters, source, detect)."""
         fields: list[tuple[str, schema.FieldValue]] = [
             ("received", self.received), ("redelivered", self.redelivered),
             ("accepted", self.accepted),
             ("rejected", self.rejected), ("alerts", self.alerts), ("written", self.written),
             ("batches", self.batches), ("write_retries", self.write_retries),
             ("write_rejected", self.write_rejected), ("pending", pending),
-            ("deadletter_dropped", self.deadletter_dropped), ("spooled", self.spooled),
+            ("spooled", self.spooled),
             ("replayed", self.replayed),
         ]
         fields.extend((extra or {}).items())
-        if self.last_write is not None:
-            fields.append(("seconds_since_write", max(0.0, now_ms / 1000 - self.last_write)))
+        if last_write is not None:
+            fields.append(("seconds_since_write", max(0.0, now_ms / 1000 - last_write)))
         fields.extend((f"rejected_{reason}", n) for reason, n in sorted(self.by_reason.items()))
         return Point(schema.COLLECTOR, ((schema.INSTANCE, instance),), tuple(fields), now_ms)
 

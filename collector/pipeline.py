@@ -1,74 +1,100 @@
-"""The synchronous middle of the flow: one message -> line-protocol lines and refusals.
+"""The synchronous middle of the flow: one message -> what to write, what to keep, what to tell.
 
-    Inbound --decode--> Decoded --enrich--> Point --encode--> line
-         \\______________\\______________> Reject (reason, detail)
-                               Decoded --detect--> Alert --encode--> line (+ published)
+    Inbound --decode--> Decoded --stamp--> --enrich--> Point --encode--> line     (ingest)
+         \\______________\\________________________\\____> Reject (reason, detail)
+                                Decoded --detect--> Alert --encode--> line      (analytics)
 
-No I/O and no event loop: the ends (source, sink, dead letters) are wired in ``app.py``.
+Ingest first: decode, enrich and encode alone decide what is written. Detection runs after,
+over what was accepted, in its own guard: a failing rule is the detect stage's to count and
+log, and never drops, dead-letters or half-applies a message. An unexpected error in ingest
+itself (a bug of ours) turns the message into an ``internal_error`` refusal, kept for replay.
+
+No I/O of its own and no event loop: the ends (source, sink, dead letters, the stamp
+journal) are wired in ``app.py``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from collector.decode import Decoder
+from collector.decode import Decoded, Decoder
 from collector.detect.alerts import Alert
 from collector.detect.stage import DetectStage
 from collector.enrich import Enricher
 from collector.metrics import Counters
 from collector.records import Inbound, Reject
 from collector.sink.lineprotocol import encode
+from collector.stamps import Stamp
 
 log = logging.getLogger(__name__)
 
+#: Gives a reading without ``ts`` of (message, device) its stamp.
+Stamper = Callable[[Inbound, str], Stamp]
+
+
+@dataclass(frozen=True, slots=True)
+class Processed:
+    """What one message produced: lines to write (readings, then alert points), refusals to
+    keep, alert transitions to publish, and how many readings were stamped on receipt."""
+
+    lines: tuple[bytes, ...]
+    rejects: tuple[Reject, ...]
+    alerts: tuple[Alert, ...]
+    stamped: int
+
 
 class Pipeline:
-    """Decode, enrich and encode one message, counting what happens."""
+    """Decode, stamp, enrich and encode one message, then detect; counting what happens."""
 
     def __init__(self, decoder: Decoder, enricher: Enricher, counters: Counters,
-                 detect: DetectStage | None = None) -> None:
+                 detect: DetectStage | None = None, stamper: Stamper | None = None) -> None:
         self._decoder = decoder
         self._enricher = enricher
         self._counters = counters
         self._detect = detect
-        #: The alert transitions of the last message, for the app to publish.
-        self.alerts: list[Alert] = []
-        #: True when the last message had a reading stamped with its receive time.
-        self.stamped_on_receipt = False
+        self._stamper = stamper
 
-    def process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
-        """The lines to write and the refusals to keep for one message."""
-        self._counters.received += 1
-        self._counters.redelivered += msg.redelivered
-        self.stamped_on_receipt = False
-        self.alerts = []
+    def process(self, msg: Inbound) -> Processed:
+        """Everything one message produces."""
+        counters = self._counters
+        counters.received += 1
+        counters.redelivered += msg.redelivered
         try:
-            lines, rejects = self._process(msg)
+            accepted, lines, rejects, stamped = self._ingest(msg)
         except Exception as exc:
             # A bug of ours must not stop the collector nor lose the message: it is kept
             # in the dead letters, to be replayed once the bug is fixed.
             log.exception("internal error on a message from %s", msg.topic)
-            lines = []
+            accepted, lines, stamped = [], [], 0
             rejects = [Reject(msg.topic, msg.payload, "internal_error",
                               f"{type(exc).__name__}: {exc}", msg.received_ms)]
-        self._counters.accepted += len(lines) - len(self.alerts)
-        self._counters.alerts += len(self.alerts)
+        counters.accepted += len(lines)
         for reject in rejects:
-            self._counters.reject(reject.reason)
-        return lines, rejects
+            counters.reject(reject.reason)
+        alerts: list[Alert] = []
+        if self._detect is not None and accepted:
+            alerts = self._detect.observe_many(accepted)
+            counters.alerts += len(alerts)
+            lines.extend([encode(alert.point()) for alert in alerts])
+        return Processed(tuple(lines), tuple(rejects), tuple(alerts), stamped)
 
-    def _process(self, msg: Inbound) -> tuple[list[bytes], list[Reject]]:
+    def _ingest(self, msg: Inbound) -> tuple[list[Decoded], list[bytes], list[Reject], int]:
         decoded, rejects = self._decoder.decode(msg)
-        self.stamped_on_receipt = any(d.body is not None and d.body.ts is None for d in decoded)
+        accepted: list[Decoded] = []
         lines: list[bytes] = []
+        stamped = 0
         for item in decoded:
+            if item.unstamped and self._stamper is not None and \
+                    self._enricher.knows(item.where.device):
+                stamp = self._stamper(msg, item.where.device)
+                item = replace(item, ts_ms=stamp.ts_ms, moved=stamp.moved)
+                stamped += 1
             out = self._enricher.enrich(item, msg.topic, msg.received_ms)
             if isinstance(out, Reject):
                 rejects.append(out)
             else:
                 lines.append(encode(out))
-                if self._detect is not None:
-                    alerts = self._detect.observe(item)
-                    self.alerts.extend(alerts)
-                    lines.extend(encode(alert.point()) for alert in alerts)
-        return lines, rejects
+                accepted.append(item)
+        return accepted, lines, rejects, stamped

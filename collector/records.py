@@ -11,13 +11,16 @@ class Inbound:
     """One MQTT message as the source received it, before anything was checked.
 
     ``redelivered`` is MQTT's DUP flag: the broker sent this message before and has not
-    had its acknowledgement.
+    had its acknowledgement. ``packet_id`` is the broker's id for it on this session (0 at
+    QoS 0); a redelivery carries the same id (MQTT 3.1.1, 4.4), which is what lets a
+    redelivered message without ``ts`` get its first stamp back.
     """
 
     topic: str
     payload: bytes
     received_ms: int
     redelivered: bool = False
+    packet_id: int = 0
 
 
 class Claim(Protocol):

@@ -89,4 +89,5 @@ async def replay(settings: Settings, reason: str | None) -> Outcome:
 def _again(pipeline: Pipeline, reject: Reject) -> tuple[list[bytes], list[Reject]]:
     if reject.topic == INFLUX_TOPIC:
         return [reject.payload], []
-    return pipeline.process(Inbound(reject.topic, reject.payload, reject.received_ms))
+    done = pipeline.process(Inbound(reject.topic, reject.payload, reject.received_ms))
+    return list(done.lines), list(done.rejects)

@@ -145,7 +145,7 @@ class _Connection(asyncio.Protocol):
         # The clock is read per message, not per chunk: a reading without ``ts`` is stamped
         # with it, and two messages of one device in one chunk must not share a timestamp
         # (the second point would overwrite the first).
-        self.inbox.append((Inbound(topic, payload, int(time.time() * 1000), dup),
+        self.inbox.append((Inbound(topic, payload, int(time.time() * 1000), dup, packet_id),
                            self.acks.track(packet_id)))
 
     def _on_control(self, kind: int, body: bytes) -> None:

@@ -11,15 +11,18 @@ seconds when something changed, and at shutdown), for ``sct alerts``.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass
+import logging
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
 
+from collector.files import set_aside, write_atomic
 from devices import schema
 from devices.registry import Device
 from devices.schema import Point
 from devices.topics import alert_topic
+
+log = logging.getLogger(__name__)
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -121,19 +124,49 @@ class AlertBook:
                 and (alert := self.observe(subject, verdict, ts_ms)) is not None]
 
     def load(self) -> None:
+        """Read the saved open alerts; an unreadable file (empty, torn, not a list of
+        alerts) is set aside and the collector starts with none open."""
         if self._path is None or not self._path.exists():
             return
-        for record in json.loads(self._path.read_text(encoding="utf-8")):
-            alert = Alert(**record)
+        try:
+            records = json.loads(self._path.read_bytes())
+            alerts = [_alert(record) for record in records] if isinstance(records, list) \
+                else None
+        except (OSError, ValueError, TypeError) as exc:
+            set_aside(self._path, f"{type(exc).__name__}: {exc}")
+            return
+        if alerts is None:
+            set_aside(self._path, "not a list of alerts")
+            return
+        for alert in alerts:
             self._open[(alert.device, alert.rule)] = alert
 
     def save(self) -> None:
-        """Write the open alerts if they changed since the last save (atomically)."""
+        """Write the open alerts if they changed since the last save (write, fsync,
+        rename: a crash leaves the old file or the new one)."""
         if self._path is None or not self._changed:
             return
         self._changed = False
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps([asdict(a) for a in self.open], ensure_ascii=False),
-                             encoding="utf-8")
-        os.replace(temporary, self._path)
+        write_atomic(self._path, json.dumps([asdict(a) for a in self.open],
+                                            ensure_ascii=False).encode())
+
+
+_ALERT_FIELDS = {f.name: f.type for f in fields(Alert)}
+
+
+def _alert(record: object) -> Alert:
+    """One saved alert, checked field by field.
+
+    Raises:
+        ValueError: not an alert record.
+    """
+    if not isinstance(record, dict) or set(record) != set(_ALERT_FIELDS):
+        raise ValueError(f"not an alert record: {str(record)[:80]}")
+    for name in ("rule", "state", "severity", "device", "kind", "community", "city",
+                 "message"):
+        if not isinstance(record[name], str):
+            raise ValueError(f"alert field {name!r} is not text")
+    for name in ("value", "score", "ts_ms"):
+        if not isinstance(record[name], int | float) or isinstance(record[name], bool):
+            raise ValueError(f"alert field {name!r} is not a number")
+    return Alert(**record)

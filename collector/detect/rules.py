@@ -7,13 +7,15 @@ clears at a looser one (hysteresis), so a value hovering at the bound does not f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from collector.detect.alerts import Verdict
 from collector.settings import DetectSettings
 from devices.registry import Device
+from devices.schema import KIND_TAG_VALUES
 
 HOUR_MS = 3_600_000
 
@@ -31,13 +33,52 @@ class Seen:
     state: dict[str, Any]            # this device's rule state, kept between readings
     open: Callable[[str], bool]      # is this rule's alert open for this device?
     settings: DetectSettings
+    attrs: Mapping[str, Any]         # the device's registry attributes that passed their check
+    moved: bool = False              # stamped later than received: no use for a rate
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value) and value > 0
+
+
+#: The registry attributes the rules read, per kind: what each must be. Checked once when the
+#: collector starts (``checked_attrs``); an attribute that fails is treated as absent, so the
+#: part of a rule that needs it is skipped for that device and everything else goes on.
+ATTRIBUTES: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
+    "streetlight": {"rated_power_w": ("a number of watts above 0", _positive_number)},
+    "waste_bin": {"category": ("one of " + ", ".join(KIND_TAG_VALUES["category"]),
+                               lambda v: v in KIND_TAG_VALUES["category"])},
+    "water_level": {"use": ("a word such as rain_tank or drainage_well",
+                            lambda v: isinstance(v, str) and bool(v.strip()))},
+}
+
+
+def checked_attrs(device: Device) -> tuple[Mapping[str, Any], list[str]]:
+    """The device's attributes with every one that fails its check left out, and the
+    problems found (each naming the attribute and what it should be)."""
+    wanted = ATTRIBUTES.get(device.kind)
+    if not wanted:
+        return device.attrs, []
+    bad = {name: what for name, (what, ok) in wanted.items()
+           if name in device.attrs and not ok(device.attrs[name])}
+    if not bad:
+        return device.attrs, []
+    problems = [f"attrs.{name} {device.attrs[name]!r} is not {what}" for name, what in
+                bad.items()]
+    return {k: v for k, v in device.attrs.items() if k not in bad}, problems
 
 
 Rule = Callable[[Seen], Iterator[Verdict]]
 
 
 def _rate_per_hour(s: Seen, key: str, value: float, alpha: float = 0.3) -> float | None:
-    """Smoothed rate of change of ``value`` per hour, from this device's previous readings."""
+    """Smoothed rate of change of ``value`` per hour, from this device's previous readings.
+
+    None, and nothing learnt, for a reading whose stamp was moved: its time is not when it
+    was measured, so a rate from it would be made up."""
+    if s.moved:
+        return None
     last = s.state.get(key)
     s.state[key] = (s.ts_ms, value, last[2] if last else 0.0)
     if last is None or s.ts_ms <= last[0]:
@@ -66,7 +107,7 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
         bright = lux > cfg.lamp_daylight_lux * (0.5 if s.open("lamp_day_burning") else 1)
         yield Verdict("lamp_day_burning", on is True and bright, "info", lux,
                       f"lamp on in daylight ({lux:.0f} lx): wasted energy")
-    rated = float(s.device.attrs.get("rated_power_w", 0) or 0)
+    rated = float(s.attrs.get("rated_power_w", 0))
     power, dim = f.get("power_w"), f.get("dim_pct")
     if rated and on and power is not None and dim:
         expected = rated * dim / 100
@@ -94,7 +135,7 @@ def _counter(s: Seen, name: str) -> Iterator[Verdict]:
 
 def waste_bin(s: Seen) -> Iterator[Verdict]:
     cfg, f = s.settings, s.fields
-    category = str(s.device.attrs.get("category", "other"))
+    category = str(s.attrs.get("category", "other"))
     if s.event == "emptied":
         s.state["emptied_at"] = s.ts_ms
         yield Verdict("bin_not_emptied", False, "warning")
@@ -134,7 +175,7 @@ def water_meter(s: Seen) -> Iterator[Verdict]:
     if pressure is not None:
         yield from _pressure_drop(s, pressure)
     flow = f.get("flow_m3h")
-    if flow is not None and s.device.attrs.get("role") in ("inlet", "building"):
+    if flow is not None and s.attrs.get("role") in ("inlet", "building"):
         yield from _night_flow(s, flow)
 
 
@@ -205,7 +246,7 @@ def water_level(s: Seen) -> Iterator[Verdict]:
     if rate is None:
         return
     limit = s.settings.level_rise_pct_per_h * (0.5 if s.open("level_rising_fast") else 1)
-    use = s.device.attrs.get("use", "tank").replace("_", " ")
+    use = str(s.attrs.get("use", "tank")).replace("_", " ")
     yield Verdict("level_rising_fast", rate > limit, "warning", level,
                   f"{use} filling at {rate:.0f} %/h, now {level:.0f} %")
 

@@ -1,22 +1,30 @@
 """The detect stage: every accepted reading and event through the rules and detectors.
 
-Plain synchronous code between enrich and the sink. Per device it keeps the rules' small
+Plain synchronous code after ingest (``pipeline.py``). Per device it keeps the rules' small
 state, one statistical detector per watched field, and when it last reported; all of it is
 saved with :meth:`DetectStage.snapshot` and brought back at start.
+
+Analytics never stop ingest: each rule and detector runs in its own guard. A failure is
+counted (``errors``, by rule, in the self-metrics), logged once per rule and device with its
+traceback, and the other rules go on. Registry attributes the rules read are checked when
+the stage is built (``rules.checked_attrs``): a bad one is left out for that device and
+listed in ``registry_problems`` (the collector raises its ``registry_problem`` alert).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from collector.decode import Decoded
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
-from collector.detect.rules import RULES, Seen
+from collector.detect.rules import RULES, Seen, checked_attrs
 from collector.detect.stats import Surprise
+from collector.files import set_aside, write_atomic
 from collector.settings import DetectSettings
 from devices.payloads import ENVELOPE_FIELDS, Event, Telemetry
 from devices.registry import Device, Registry
@@ -31,6 +39,8 @@ WATCHED: dict[str, tuple[str, ...]] = {
     "water_level": ("level_pct",),
 }
 _NO_DETAIL: dict[str, Any] = {}
+#: The snapshot's format; a file of another version is set aside, not misread.
+SNAPSHOT_VERSION = 2
 DAY_MS = 86_400_000
 CST_MS = 8 * 3_600_000
 
@@ -50,6 +60,40 @@ class DetectStage:
         self._detectors: dict[tuple[str, str], Surprise] = {}
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
+        #: Failures by rule (or detector) since start, for the self-metrics.
+        self.errors: Counter[str] = Counter()
+        self._logged: set[tuple[str, str]] = set()
+        #: "device: problem" for every registry attribute the rules cannot use.
+        self.registry_problems: list[str] = []
+        self._attrs: dict[str, Mapping[str, Any]] = {}
+        for device in registry.devices.values():
+            attrs, problems = checked_attrs(device)
+            if problems:
+                self._attrs[device.id] = attrs
+                self.registry_problems.extend(f"{device.id}: {p}" for p in problems)
+        for problem in self.registry_problems[:20]:
+            log.error("registry: %s; the rules that need it are skipped for this device",
+                      problem)
+        if len(self.registry_problems) > 20:
+            log.error("registry: ... and %d more attribute problems",
+                      len(self.registry_problems) - 20)
+
+    def _failed(self, rule: str, device: str) -> None:
+        self.errors[rule] += 1
+        if (rule, device) not in self._logged:
+            self._logged.add((rule, device))
+            log.exception("detect: %s failed on %s (readings are still written; logged once "
+                          "per rule and device)", rule, device)
+
+    def observe_many(self, items: list[Decoded]) -> list[Alert]:
+        """The alert transitions of one message's accepted objects; never raises."""
+        alerts: list[Alert] = []
+        for item in items:
+            try:
+                alerts.extend(self.observe(item))
+            except Exception:
+                self._failed("detect_stage", item.where.device)
+        return alerts
 
     def _subject(self, device: Device) -> Subject:
         subject = self._subjects.get(device.id)
@@ -78,10 +122,19 @@ class DetectStage:
                       "code": getattr(body, "code", None)}
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail,
                     self._state.setdefault(device.id, {}),
-                    lambda rule: self.book.is_open(device.id, rule), self._settings)
-        verdicts = [v for rule in RULES[device.kind] for v in rule(seen)]
+                    lambda rule: self.book.is_open(device.id, rule), self._settings,
+                    self._attrs.get(device.id, device.attrs), item.moved)
+        verdicts: list[Verdict] = []
+        for rule in RULES[device.kind]:
+            try:
+                verdicts.extend(rule(seen))
+            except Exception:
+                self._failed(rule.__name__, device.id)
         if fields and self._settings.statistical:
-            verdicts.extend(self._statistics(device, fields, seen))
+            try:
+                verdicts.extend(self._statistics(device, fields, seen))
+            except Exception:
+                self._failed("statistics", device.id)
         alerts.extend(self.book.observe_all(self._subject(device), verdicts, item.ts_ms))
         return alerts
 
@@ -106,7 +159,10 @@ class DetectStage:
 
     def _presence(self, device: Device, item: Decoded) -> list[Alert]:
         last = self._seen.get(device.id)
-        if last is not None and item.ts_ms > last[0]:
+        if last is not None and item.moved:
+            # A moved stamp is one millisecond past the last: no interval to learn from it.
+            self._seen[device.id] = (max(item.ts_ms, last[0]), last[1])
+        elif last is not None and item.ts_ms > last[0]:
             gap = item.ts_ms - last[0]
             interval = gap if last[1] == 0 else last[1] + 0.1 * (gap - last[1])
             self._seen[device.id] = (item.ts_ms, interval)
@@ -144,24 +200,48 @@ class DetectStage:
         return alerts
 
     def snapshot(self, path: Path) -> None:
-        """Save the detector state (atomically)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("wb") as handle:
-            pickle.dump({"state": self._state, "detectors": self._detectors,
-                         "seen": self._seen}, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, path)
+        """Save the detector state (atomically: write, fsync, rename)."""
+        write_atomic(path, pickle.dumps(
+            {"version": SNAPSHOT_VERSION, "state": self._state, "detectors": self._detectors,
+             "seen": self._seen}, protocol=pickle.HIGHEST_PROTOCOL))
 
     def restore(self, path: Path) -> None:
-        """Bring back a snapshot written by :meth:`snapshot` (our own file only)."""
+        """Bring back a snapshot written by :meth:`snapshot` (our own file only); an
+        unreadable one, or one of another shape or version, is set aside."""
         if not path.exists():
             return
         try:
             with path.open("rb") as handle:
                 saved = pickle.load(handle)  # only ever our own file, in our storage dir
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-            log.error("detector state %s unreadable (%s): starting afresh", path, exc)
+            state, detectors, seen = _checked_snapshot(saved)
+        except Exception as exc:  # a torn pickle can raise almost anything
+            set_aside(path, f"{type(exc).__name__}: {exc}")
             return
-        self._state, self._detectors, self._seen = (saved["state"], saved["detectors"],
-                                                    saved["seen"])
+        self._state, self._detectors, self._seen = state, detectors, seen
         log.info("detector state restored: %d devices", len(self._state))
+
+
+def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
+                                           dict[tuple[str, str], Surprise],
+                                           dict[str, tuple[int, float]]]:
+    """The three parts of a snapshot, each checked for the shape this version uses.
+
+    Raises:
+        ValueError: another version, or a part of the wrong shape.
+    """
+    if not isinstance(saved, dict) or saved.get("version") != SNAPSHOT_VERSION:
+        version = saved.get("version") if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(f"snapshot version {version!r}, this collector reads "
+                         f"{SNAPSHOT_VERSION}")
+    state, detectors, seen = saved.get("state"), saved.get("detectors"), saved.get("seen")
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in state.items()):
+        raise ValueError("'state' is not a mapping of device to rule state")
+    if not isinstance(detectors, dict) or not all(
+            isinstance(k, tuple) and isinstance(v, Surprise) for k, v in detectors.items()):
+        raise ValueError("'detectors' is not a mapping of (device, field) to detector")
+    if not isinstance(seen, dict) or not all(
+            isinstance(k, str) and isinstance(v, tuple) and len(v) == 2
+            for k, v in seen.items()):
+        raise ValueError("'seen' is not a mapping of device to (last, interval)")
+    return state, detectors, seen

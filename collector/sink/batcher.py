@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from collector.records import Claim
 from collector.settings import InfluxSettings
@@ -48,7 +48,7 @@ class Batcher:
         if len(self._lines) >= self._settings.batch_size:
             await self._cut()
 
-    async def add_many(self, lines: list[bytes], claim: Claim) -> None:
+    async def add_many(self, lines: Sequence[bytes], claim: Claim) -> None:
         """The lines of one message; ``claim`` is held once for each batch they land in
         (not once a line: an array of 50 readings is one hold, not 50)."""
         size = self._settings.batch_size

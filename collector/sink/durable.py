@@ -9,16 +9,22 @@ While the spool holds anything, new batches join it behind the old ones, so repl
 order in which readings arrived. ``deliver`` returns only when the batch is durable: that is
 when the messages it came from may be acknowledged. When the spool is full ``deliver``
 waits, which stops the batcher, which stops the source reading the broker.
+
+Disk full is an outage, not a crash: when the spool cannot be written, ``deliver`` does not
+return (so nothing is acknowledged and the broker keeps the messages); it tries InfluxDB and
+the spool again with backoff until one of them takes the batch. ``spool.failing`` says why
+meanwhile, and the collector raises its ``storage_full`` alert from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
-from collector.errors import AuthWriteError, RetryableWriteError
+from collector.errors import AuthWriteError, RetryableWriteError, StorageError
 from collector.metrics import Counters
-from collector.sink.retry import RetryingWriter
+from collector.sink.retry import RetryingWriter, backoff
 from collector.sink.spool import Spool, encode_lines
 
 log = logging.getLogger(__name__)
@@ -27,24 +33,42 @@ log = logging.getLogger(__name__)
 class DurableSink:
     """Direct writes while InfluxDB takes them; the spool and its replayer when it does not."""
 
-    def __init__(self, writer: RetryingWriter, spool: Spool, counters: Counters) -> None:
+    def __init__(self, writer: RetryingWriter, spool: Spool, counters: Counters,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 retry_max_s: float = 30.0) -> None:
         self._writer = writer
         self._spool = spool
         self._counters = counters
+        self._sleep = sleep
+        self._retry_max_s = retry_max_s
         self._work = asyncio.Event()   # the spool has something to replay
         self._room = asyncio.Event()   # the replayer freed space
 
     async def deliver(self, lines: list[bytes]) -> None:
         """Make ``lines`` durable: written (or dead-lettered line by line) or spooled."""
-        if self._spool.empty:
+        attempt = 0
+        while True:
+            if self._spool.empty:
+                try:
+                    await self._writer.try_write(lines)
+                    return
+                except (RetryableWriteError, AuthWriteError) as exc:
+                    if not attempt:
+                        log.warning("InfluxDB cannot take a batch of %d lines (%s); spooling "
+                                    "it", len(lines), exc)
             try:
-                await self._writer.try_write(lines)
+                await self._append(lines)
+                if attempt:
+                    log.info("the spool takes batches again")
                 return
-            except (RetryableWriteError, AuthWriteError) as exc:
-                self._counters.auth_failing = isinstance(exc, AuthWriteError)
-                log.warning("InfluxDB cannot take a batch of %d lines (%s); spooling it",
-                            len(lines), exc)
-        await self._append(lines)
+            except StorageError as exc:
+                # Nothing is acknowledged meanwhile: the broker keeps the messages.
+                delay = backoff(attempt, 0.5, self._retry_max_s)
+                attempt += 1
+                log.error("%s: neither InfluxDB nor the spool can take a batch of %d lines; "
+                          "holding it (unacknowledged), trying again in %.1f s", exc,
+                          len(lines), delay)
+                await self._sleep(delay)
 
     async def _append(self, lines: list[bytes]) -> None:
         body = encode_lines(lines)
@@ -66,7 +90,14 @@ class DurableSink:
                 await self._work.wait()
                 continue
             await self._writer.write(record.decode())
-            self._spool.commit(record)
+            try:
+                self._spool.commit(record)
+            except OSError as exc:
+                # The commit file cannot be written (disk full): the record is written and
+                # will be written again (overwriting itself) once it can be committed.
+                log.error("spool commit failed (%s); retrying", exc)
+                await self._sleep(1.0)
+                continue
             self._counters.replayed += record.lines
             self._room.set()
             if self._spool.empty:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -51,6 +52,10 @@ class RetryingWriter:
         self._on_bad_line = on_bad_line
         self._counters = counters
         self._sleep = sleep
+        #: InfluxDB answers 401 / 403 (its last answer, read by the health rules).
+        self.auth_failing = False
+        #: ``time.time()`` of the last successful write, or None.
+        self.last_write: float | None = None
 
     async def write(self, lines: list[bytes]) -> None:
         """Write ``lines``; retries until written, splitting out lines the server refuses."""
@@ -61,11 +66,9 @@ class RetryingWriter:
                 return
             except RetryableWriteError as exc:
                 attempt += 1
-                self._counters.auth_failing = False
                 await self._wait(exc.retry_after, attempt, exc, logging.WARNING)
             except AuthWriteError as exc:
                 attempt += 1
-                self._counters.auth_failing = True
                 await self._wait(self._settings.retry_max_s, attempt, exc, logging.ERROR)
 
     async def try_write(self, lines: list[bytes]) -> None:
@@ -79,10 +82,16 @@ class RetryingWriter:
         except (BatchTooLargeError, BadLinesError) as exc:
             await self._split(lines, exc)
             return
+        except AuthWriteError:
+            self.auth_failing = True
+            raise
+        except RetryableWriteError:
+            self.auth_failing = False
+            raise
         self._counters.written += len(lines)
         self._counters.batches += 1
-        self._counters.auth_failing = False
-        self._counters.mark_written()
+        self.auth_failing = False
+        self.last_write = time.time()
 
     async def _split(self, lines: list[bytes], exc: BatchTooLargeError | BadLinesError) -> None:
         if len(lines) == 1:

@@ -42,7 +42,7 @@ def collector(tmp_path: Path) -> Collector:
 
 def handle(made: Collector, msg: Inbound) -> tuple[Batcher, Ticket]:
     pipeline = Pipeline(Decoder(ValidationSettings(), "sc"), Enricher(SMALL_REGISTRY),
-                        Counters())
+                        Counters(), stamper=made.stamps.stamp)
     batcher, ticket = Batcher(), Ticket()
     asyncio.run(made.handle(pipeline, batcher, msg, ticket))  # type: ignore[arg-type]
     return batcher, ticket
@@ -54,7 +54,8 @@ TOPIC = "sc/c1/streetlight/lamp-1/telemetry"
 
 def test_the_batch_holds_the_ticket_and_the_handler_lets_go(tmp_path: Path) -> None:
     made = collector(tmp_path)
-    batcher, ticket = handle(made, Inbound(TOPIC, b'[{"dim_pct": 1}, {"dim_pct": 2}]', NOW))
+    batcher, ticket = handle(made, Inbound(
+        TOPIC, b'[{"dim_pct": 1, "ts": %d}, {"dim_pct": 2, "ts": %d}]' % (NOW, NOW + 1), NOW))
     assert len(batcher.lines) == 2 and ticket.holds == 1, "released only by the batch"
     _, rejected = handle(made, Inbound(TOPIC, b"{oops", NOW))
     assert rejected.holds == 0, "a refused message is acknowledged once dead-lettered"
@@ -62,10 +63,10 @@ def test_the_batch_holds_the_ticket_and_the_handler_lets_go(tmp_path: Path) -> N
 
 def test_a_redelivery_keeps_its_first_stamp_across_a_restart(tmp_path: Path) -> None:
     payload = b'{"dim_pct": 40}'
-    first, _ = handle(collector(tmp_path), Inbound(TOPIC, payload, NOW))
+    first, _ = handle(collector(tmp_path), Inbound(TOPIC, payload, NOW, packet_id=3))
     restarted = collector(tmp_path)
-    again, _ = handle(restarted, Inbound(TOPIC, payload, NOW + 9_000, redelivered=True))
-    fresh, _ = handle(restarted, Inbound(TOPIC, payload, NOW + 20_000))
+    again, _ = handle(restarted, Inbound(TOPIC, payload, NOW + 9_000, True, 3))
+    fresh, _ = handle(restarted, Inbound(TOPIC, payload, NOW + 20_000, packet_id=3))
     assert first.lines[0].endswith(b" %d" % NOW)
     assert again.lines == first.lines, "the same point: InfluxDB overwrites, no duplicate"
     assert fresh.lines[0].endswith(b" %d" % (NOW + 20_000)), "a new message is a new reading"

@@ -23,7 +23,8 @@ def run(topic: str, payload: bytes | object, **settings: object) -> tuple[list[b
     body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     pipeline = Pipeline(Decoder(ValidationSettings(**settings), "sc"),  # type: ignore[arg-type]
                         Enricher(REGISTRY), Counters())
-    return pipeline.process(Inbound(topic, body, NOW))
+    done = pipeline.process(Inbound(topic, body, NOW))
+    return list(done.lines), list(done.rejects)
 
 
 def reasons(topic: str, payload: bytes | object, **settings: object) -> list[str]:
@@ -117,7 +118,17 @@ def test_an_array_keeps_the_good_and_refuses_each_bad_object_alone() -> None:
 def test_counters() -> None:
     counters = Counters()
     pipeline = Pipeline(Decoder(ValidationSettings(), "sc"), Enricher(REGISTRY), counters)
-    pipeline.process(Inbound(LAMP, b'[{"dim_pct": 1}, {"dim_pct": -1}]', NOW))
+    pipeline.process(Inbound(LAMP, b'[{"dim_pct": 1, "ts": %d}, {"dim_pct": -1}]' % NOW, NOW))
     pipeline.process(Inbound(LAMP, b"x", NOW))
     assert (counters.received, counters.accepted, counters.rejected) == (2, 1, 2)
     assert counters.by_reason == {"invalid": 1, "bad_json": 1}
+
+
+def test_an_array_item_without_ts_is_refused_with_the_reason() -> None:
+    """An array is a flush of buffered readings: one receive time for all would be a lie."""
+    lines, rejects = run(LAMP, [{"dim_pct": 1}, {"dim_pct": 2, "ts": NOW}, {"dim_pct": 3}])
+    assert len(lines) == 1 and lines[0].endswith(b" %d" % NOW)
+    assert [(r.reason, r.detail) for r in rejects] == [("invalid", "an array item needs ts")] * 2
+    assert [orjson.loads(r.payload) for r in rejects] == [{"dim_pct": 1}, {"dim_pct": 3}]
+    _, alone = run(LAMP, [{"dim_pct": 1}])
+    assert [r.detail for r in alone] == ["an array item needs ts"]

@@ -90,6 +90,6 @@ def test_refused_credentials_keep_everything_in_the_spool(tmp_path: Path) -> Non
         spool.open()
         writer = RetryingWriter(Refusing(), InfluxSettings(), lambda line, why: None, counters)
         await DurableSink(writer, spool, counters).deliver([b"a 1", b"a 2"])
-        assert spool.lines == 2 and counters.auth_failing
+        assert spool.lines == 2 and writer.auth_failing
 
     asyncio.run(go())

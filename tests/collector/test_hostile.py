@@ -54,7 +54,8 @@ def check_line(line: bytes) -> None:
 
 
 def check(msg: Inbound) -> tuple[list[bytes], list[Any]]:
-    lines, rejects = pipeline().process(msg)
+    done = pipeline().process(msg)
+    lines, rejects = list(done.lines), list(done.rejects)
     for reject in rejects:
         assert reject.reason in REASONS, (reject.reason, reject.detail)
         assert reject.detail

@@ -3,8 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from collector.health import Health, Reading
-from collector.records import Inbound
-from collector.stamps import StampJournal
 
 
 def states(points: list) -> dict[str, str]:
@@ -23,18 +21,3 @@ def test_alerts_raise_once_and_clear_with_hysteresis() -> None:
         "spool_nearly_full": "cleared", "write_stalled": "cleared", "influx_auth": "cleared"}
 
 
-def test_a_redelivery_gets_its_first_stamp_back_even_after_a_restart(tmp_path: Path) -> None:
-    first = Inbound("sc/c/door/d/telemetry", b'{"open": true}', 1000)
-    journal = StampJournal(tmp_path)
-    journal.open()
-    journal.record(first)
-    journal.close()
-
-    again = StampJournal(tmp_path)
-    again.open()
-    redelivered = Inbound(first.topic, first.payload, 5000, redelivered=True)
-    assert again.restamp(redelivered).received_ms == 1000
-    fresh = Inbound(first.topic, first.payload, 6000)
-    assert again.restamp(fresh).received_ms == 6000, "a new message is a new reading"
-    other = Inbound(first.topic, b'{"open": false}', 7000, redelivered=True)
-    assert again.restamp(other).received_ms == 7000
