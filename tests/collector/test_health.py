@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 from collector.health import Health, Reading
 
 
