@@ -128,6 +128,16 @@ class InfluxSettings(Section):
     def _http_url(cls, value: str) -> str:
         return _url(value, ("http", "https")).rstrip("/")
 
+    @model_validator(mode="after")
+    def _v2_needs_org_bucket_token(self) -> InfluxSettings:
+        # Checked here, before anything connects: found at the first write it was a crash.
+        if self.api == "v2":
+            missing = [k for k in ("org", "bucket", "token") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"{missing[0]}: required when api is v2 (missing: "
+                                 f"{', '.join(missing)})")
+        return self
+
 
 class RegistrySettings(Section):
     path: Path = Path("registry.yaml")
@@ -278,9 +288,17 @@ def load(path: str | Path | None = None) -> Settings:
 
 
 def _explain(exc: ValidationError) -> str:
-    lines = ["invalid configuration:"]
+    """One line naming each bad key and its environment variable.
+
+    A cross-field rule (a model validator) says which key it is about by starting its
+    message with ``<key>: ``."""
+    parts = []
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"])
-        env = "SCT_" + "__".join(str(part).upper() for part in err["loc"])
-        lines.append(f"  {key}: {err['msg']} (set in the TOML file or {env})")
-    return "\n".join(lines)
+        loc = [str(part) for part in err["loc"]]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        head, sep, rest = msg.partition(": ")
+        if sep and head.isidentifier() and len(loc) == 1:
+            loc, msg = [*loc, head], rest
+        env = "SCT_" + "__".join(part.upper() for part in loc)
+        parts.append(f"{'.'.join(loc)}: {msg} (set in the TOML file or {env})")
+    return "invalid configuration: " + "; ".join(parts)

@@ -22,7 +22,9 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_environment_over_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = tmp_path / "sct.toml"
-    toml.write_text('[influx]\nbatch_size = 10\napi = "v2"\n[mqtt]\nurl = "mqtt://b:1884"\n')
+    toml.write_text('[influx]\nbatch_size = 10\napi = "v2"\norg = "o"\nbucket = "b"\n'
+                    '[mqtt]\nurl = "mqtt://b:1884"\n')
+    monkeypatch.setenv("SCT_INFLUX__TOKEN", "t")
     monkeypatch.setenv("SCT_INFLUX__BATCH_SIZE", "20")
     s = settings.load(toml)
     assert s.influx.batch_size == 20 and s.influx.api == "v2"
@@ -40,6 +42,8 @@ def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
     ("[mqtt]\nspeed = 3\n", {}, "mqtt.speed"),
     ("", {"SCT_INFLUX__API": "v3"}, "SCT_INFLUX__API"),
     ("", {"SCT_VALIDATION__MAX_AGE_DAYS": "soon"}, "validation.max_age_days"),
+    ("[influx]\napi = \"v2\"\nbucket = \"b\"\n", {}, "influx.org"),
+    ("[influx]\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\n", {}, "SCT_INFLUX__TOKEN"),
 ])
 def test_a_bad_value_names_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str,
                                    env: dict[str, str], named: str) -> None:
@@ -72,3 +76,19 @@ def test_a_bad_registry_stops_at_start_up(tmp_path: Path) -> None:
                          env={**__import__("os").environ, "SCT_REGISTRY__PATH": str(registry)})
     assert run.returncode == 2
     assert "unknown kind 'toaster'" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["collect"], ["deadletter", "list"], ["deadletter", "replay"], ["alerts"], ["kpi"],
+    ["report", "--out", "x"], ["dashboards", "build", "--check"],
+    ["simulate", "--registry", "r.yaml", "--count", "1"],
+])
+def test_every_command_names_the_bad_key_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    """v2 without org/bucket/token: exit 2 and one line, before connecting anywhere."""
+    env = {**__import__("os").environ, "SCT_INFLUX__API": "v2", "SCT_INFLUX__BUCKET": "b"}
+    run = subprocess.run([sys.executable, "-m", "collector", *command], capture_output=True,
+                         text=True, timeout=60, env=env, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "influx.org" in lines[0] and "SCT_INFLUX__ORG" in lines[0], \
+        run.stderr
