@@ -104,7 +104,8 @@ class Collector:
                      detect: DetectStage, stop: asyncio.Event,
                      kpi_job: Callable[[], Awaitable[list[Point]]]) -> None:
         root = self.settings.mqtt.topic_root
-        source = MqttSource(self.settings.mqtt, topics.subscriptions(root))
+        source = MqttSource(self.settings.mqtt, topics.subscriptions(root), batcher.flush_held,
+                            self.settings.influx.batch_size)
         self._publish = lambda alert: source.publish(alert.topic(root), alert.payload())
 
         async def handle(msg: Inbound, ticket: Ticket) -> None:
@@ -229,6 +230,7 @@ class Collector:
         now_ms = int(now * 1000)
         extra = {"spool_lines": self.spool.lines, "spool_bytes": self.spool.size,
                  "unacknowledged": source.unacknowledged,
+                 "inflight_window": source.window.size, "inflight_peak": source.window.peak,
                  "deadletter_dropped": self.deadletters.dropped}
         problems: tuple[str, ...] = ()
         if self._detect is not None:

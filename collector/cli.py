@@ -284,6 +284,9 @@ def _deadletter_list(args: argparse.Namespace) -> int:
                   f"    {reject.detail}\n    payload: {payload}")
     if not args.json:
         print(f"{len(shown)} shown from {store.path}", file=sys.stderr)
+    if store.unreadable:
+        print(f"{store.unreadable} unreadable lines skipped (torn by a crash or damaged)",
+              file=sys.stderr)
     return 0
 
 

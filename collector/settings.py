@@ -59,6 +59,10 @@ class MqttSettings(Section):
     max_pending_messages: Annotated[int, Field(ge=10)] = 10_000
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0
+    #: When the broker has sent nothing for this long while messages wait for their
+    #: acknowledgement, the batch is written at once instead of at its age: a broker with a
+    #: small in-flight window waits for those acknowledgements before it sends more.
+    stall_flush_ms: Annotated[float, Field(gt=0, le=60_000)] = 3.0
     #: TLS (``mqtts://`` URLs): the CA that signed the broker's certificate (default: the
     #: system's trust store); the server's name is always checked against the URL's host.
     ca_file: FilePath | None = None

@@ -16,6 +16,15 @@ the message again.
 
 Backpressure: once ``max_pending_messages`` wait for the pipeline the socket is no longer
 read (``pause_reading``); the broker holds the rest. Nothing is dropped.
+
+Any in-flight window: a broker sends at most so many unacknowledged messages (Mosquitto's
+``max_inflight_messages``, 20 by default; RabbitMQ's MQTT ``prefetch``, 10; EMQX's
+``max_inflight``), then waits for acknowledgements, which wait for the batch to be written.
+So when the broker falls silent for ``stall_flush_ms`` with messages unacknowledged, the
+source calls ``on_stall`` (the batcher writes at once): the drain rate is the window over the
+write latency, not over the batch age. The source learns the window (the same number of
+unacknowledged messages at several stalls in a row), shows it in the self-metrics and warns
+once, naming the broker setting to raise, when it is smaller than a batch.
 """
 
 from __future__ import annotations
@@ -175,13 +184,18 @@ class _Connection(asyncio.Protocol):
         self._next_id = self._next_id % 65535 + 1
         self.write(wire.publish(topic, payload, self._next_id))
 
-    async def wait_for_messages(self) -> None:
-        """Return once the inbox has something; raises BrokerError when the connection is gone."""
+    async def wait_for_messages(self, timeout_s: float | None = None) -> bool:
+        """True once the inbox has something, False after ``timeout_s`` without; raises
+        BrokerError when the connection is gone."""
         while not self.inbox:
             if self.lost.done():
                 self.lost.result()
             self._waiter = asyncio.get_running_loop().create_future()
-            await asyncio.wait((self._waiter, self.lost), return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait((self._waiter, self.lost), timeout=timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                return False
+        return True
 
     def resume_if_drained(self) -> None:
         """Read the socket again once the inbox is down to half the high-water mark."""
@@ -222,6 +236,41 @@ class _Connection(asyncio.Protocol):
 
 Handler = Callable[[Inbound, Ticket], Awaitable[None]]
 
+#: Stalls in a row with the same number of unacknowledged messages that make it the window.
+WINDOW_STALLS = 5
+#: Smaller than this it is taken for a quiet moment, not a window.
+MIN_WINDOW = 10
+
+
+class Window:
+    """What the source learns of the broker's in-flight window from its stalls."""
+
+    def __init__(self, batch_hint: int) -> None:
+        self._batch_hint = batch_hint
+        self._last = 0
+        self._repeats = 0
+        #: The window, once seen WINDOW_STALLS times in a row (0: not known, or unlimited).
+        self.size = 0
+        #: The most messages ever unacknowledged at once.
+        self.peak = 0
+        self.warned = False
+
+    def stalled(self, unacknowledged: int) -> None:
+        """The broker fell silent with ``unacknowledged`` messages waiting for their ack."""
+        self.peak = max(self.peak, unacknowledged)
+        self._repeats = self._repeats + 1 if unacknowledged == self._last else 1
+        self._last = unacknowledged
+        if self._repeats >= WINDOW_STALLS and unacknowledged >= MIN_WINDOW:
+            self.size = unacknowledged
+            if unacknowledged < self._batch_hint and not self.warned:
+                self.warned = True
+                log.warning(
+                    "the broker sends at most %d unacknowledged messages, fewer than a batch "
+                    "(%d): every batch waits for a round trip and throughput is about %d over "
+                    "the write latency. Raise the broker's in-flight window (Mosquitto: "
+                    "max_inflight_messages 0; RabbitMQ: mqtt.prefetch; EMQX: max_inflight)",
+                    unacknowledged, self._batch_hint, unacknowledged)
+
 
 class MqttSource:
     """Subscribes to the device topics and feeds every message to a handler.
@@ -230,12 +279,16 @@ class MqttSource:
     nothing new is taken but acknowledgements of what is being flushed still go out.
     """
 
-    def __init__(self, settings: MqttSettings, filters: list[str]) -> None:
+    def __init__(self, settings: MqttSettings, filters: list[str],
+                 on_stall: Callable[[], Awaitable[None]] | None = None,
+                 batch_hint: int = 5000) -> None:
         self._settings = settings
         self._filters = filters
+        self._on_stall = on_stall
         self._conn: _Connection | None = None
         self._taking = True
         self._closed = asyncio.Event()
+        self.window = Window(batch_hint)
 
     @property
     def unacknowledged(self) -> int:
@@ -329,7 +382,12 @@ class MqttSource:
 
     async def _take(self, conn: _Connection, handle: Handler) -> None:
         inbox = conn.inbox
+        stall_s = self._settings.stall_flush_ms / 1000
         while self._taking:
+            if not inbox and len(conn.acks) and self._on_stall is not None and \
+                    not await conn.wait_for_messages(stall_s):
+                self.window.stalled(len(conn.acks))
+                await self._on_stall()
             await conn.wait_for_messages()
             while inbox and self._taking:
                 # Left in the inbox once not taking: unacknowledged, delivered again later.

@@ -112,11 +112,13 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = None) -> Server:
+def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = None,
+                    max_inflight: int = 0) -> Server:
     """Start Mosquitto on a loopback port (a free one unless given), persistence on.
 
     Starting again with the same ``workdir`` and ``port`` brings back its persisted
-    sessions, as a restarted broker would.
+    sessions, as a restarted broker would. ``max_inflight`` 0 is no limit (what sct's
+    configurations set); 20 is Mosquitto's stock value.
     """
     binary = find(MOSQUITTO, "mosquitto")
     port = port or free_port()
@@ -137,7 +139,7 @@ def start_mosquitto(workdir: Path, timeout: float = 15.0, port: int | None = Non
         "max_queued_bytes 0\n"
         # The collector acknowledges a message only once it is durable (after a batch is
         # written): it needs many unacknowledged messages in flight, not the stock 20.
-        "max_inflight_messages 0\n"
+        f"max_inflight_messages {max_inflight}\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\n"
     )

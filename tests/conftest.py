@@ -110,6 +110,16 @@ class Stack:
                  or self.collector.poll() is not None, 30, "the collector to subscribe")
         assert self.collector.poll() is None, self.log()[-3000:]
 
+    def stop_collector(self) -> None:
+        """SIGTERM (flush and exit 0), or SIGKILL when it does not stop in 30 s."""
+        if self.collector.poll() is None:
+            self.collector.terminate()
+            try:
+                self.collector.wait(30)
+            except subprocess.TimeoutExpired:
+                self.collector.kill()
+                self.collector.wait()
+
     def latest_metrics(self) -> dict:
         series = self.query("SELECT * FROM collector ORDER BY time DESC LIMIT 1")
         return dict(zip(series[0]["columns"], series[0]["values"][0], strict=True)) \
@@ -118,18 +128,19 @@ class Stack:
 
 def start_stack(workdir: Path, mosquitto: servers.Server, influxdb: servers.Server,
                 database: str, communities: int = 20, client_id: str = "sct-test",
-                **settings: str) -> Stack:
+                registry_data: dict | None = None, **settings: str) -> Stack:
     registry = workdir / "registry.yaml"
-    registry.write_text(to_yaml(generate(communities, seed=7)), encoding="utf-8")
-    env = dict(os.environ,
-               SCT_MQTT__URL=f"mqtt://127.0.0.1:{mosquitto.port}",
-               SCT_MQTT__CLIENT_ID=client_id,
-               SCT_INFLUX__URL=f"http://127.0.0.1:{influxdb.port}",
-               SCT_INFLUX__DATABASE=database,
-               SCT_INFLUX__FLUSH_INTERVAL_S="0.2",
-               SCT_REGISTRY__PATH=str(registry),
-               SCT_STORAGE__DIR=str(workdir / "var"),
-               SCT_METRICS__INTERVAL_S="1", **settings)
+    registry.write_text(to_yaml(registry_data or generate(communities, seed=7)),
+                        encoding="utf-8")
+    env = {**os.environ,
+           "SCT_MQTT__URL": f"mqtt://127.0.0.1:{mosquitto.port}",
+           "SCT_MQTT__CLIENT_ID": client_id,
+           "SCT_INFLUX__URL": f"http://127.0.0.1:{influxdb.port}",
+           "SCT_INFLUX__DATABASE": database,
+           "SCT_INFLUX__FLUSH_INTERVAL_S": "0.2",
+           "SCT_REGISTRY__PATH": str(registry),
+           "SCT_STORAGE__DIR": str(workdir / "var"),
+           "SCT_METRICS__INTERVAL_S": "1", **settings}
     stack = Stack(workdir, registry, env, mosquitto.port, f"http://127.0.0.1:{influxdb.port}",
                   database, None)  # type: ignore[arg-type]
     stack.start_collector()

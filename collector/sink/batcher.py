@@ -71,6 +71,12 @@ class Batcher:
             for _ in range(self._writers):
                 group.create_task(self._writer())
 
+    async def flush_held(self) -> None:
+        """Hand over what is building now when it holds messages' claims (the source has
+        stalled: the broker waits for their acknowledgements before it sends more)."""
+        if self._claims:
+            await self._cut()
+
     async def drain(self) -> None:
         """Hand over what is building and wait until every queued batch is written."""
         await self._cut()
