@@ -72,6 +72,7 @@ class Collector:
         self._publish: Callable[[Alert], object] = lambda alert: None
         self._detect: DetectStage | None = None
         self._writer: RetryingWriter | None = None
+        self._sink: DurableSink | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then flush and return."""
@@ -91,7 +92,7 @@ class Collector:
             async with InfluxWriter(s.influx) as writer:
                 retrying = self._writer = RetryingWriter(writer, s.influx, self._bad_line,
                                                          self.counters)
-                sink = DurableSink(retrying, self.spool, self.counters,
+                sink = self._sink = DurableSink(retrying, self.spool, self.counters,
                                    retry_max_s=s.influx.retry_max_s)
                 batcher = Batcher(s.influx, sink.deliver)
                 kpi_job = functools.partial(self._kpi, reg, writer)
@@ -244,7 +245,8 @@ class Collector:
         alerts = self.health.check(HealthReading(
             self.spool.size, self.spool.max_bytes, batcher.pending + self.spool.lines,
             now - (last_write or self._started), bool(writer and writer.auth_failing),
-            self.spool.failing or self.deadletters.failing, problems), now_ms)
+            (self._sink.holding if self._sink else None) or self.deadletters.failing,
+            problems), now_ms)
         return [self.counters.point(self.settings.metrics.instance, batcher.pending, now_ms,
                                     extra, last_write), *alerts]
 

@@ -41,6 +41,8 @@ class DurableSink:
         self._counters = counters
         self._sleep = sleep
         self._retry_max_s = retry_max_s
+        #: Why a batch is being held (neither InfluxDB nor the spool takes it), or None.
+        self.holding: str | None = None
         self._work = asyncio.Event()   # the spool has something to replay
         self._room = asyncio.Event()   # the replayer freed space
 
@@ -51,6 +53,7 @@ class DurableSink:
             if self._spool.empty:
                 try:
                     await self._writer.try_write(lines)
+                    self.holding = None
                     return
                 except (RetryableWriteError, AuthWriteError) as exc:
                     if not attempt:
@@ -60,8 +63,10 @@ class DurableSink:
                 await self._append(lines)
                 if attempt:
                     log.info("the spool takes batches again")
+                self.holding = None
                 return
             except StorageError as exc:
+                self.holding = str(exc)
                 # Nothing is acknowledged meanwhile: the broker keeps the messages.
                 delay = backoff(attempt, 0.5, self._retry_max_s)
                 attempt += 1
