@@ -232,6 +232,8 @@ class Collector:
         extra = {"spool_lines": self.spool.lines, "spool_bytes": self.spool.size,
                  "unacknowledged": source.unacknowledged,
                  "inflight_window": source.window.size, "inflight_peak": source.window.peak,
+                 "alerts_unacknowledged": len(source.outbox),
+                 "alerts_dropped": source.outbox.dropped,
                  "deadletter_dropped": self.deadletters.dropped}
         problems: tuple[str, ...] = ()
         if self._detect is not None:

@@ -66,9 +66,10 @@ def subscribe(packet_id: int, filters: list[str], qos: int) -> bytes:
     return _packet(SUBSCRIBE << 4 | 0x02, body)
 
 
-def publish(topic: str, payload: bytes, packet_id: int) -> bytes:
-    """A QoS 1 PUBLISH."""
-    return _packet(PUBLISH << 4 | 0x02, _string(topic) + struct.pack(">H", packet_id) + payload)
+def publish(topic: str, payload: bytes, packet_id: int, dup: bool = False) -> bytes:
+    """A QoS 1 PUBLISH; ``dup`` when it is sent again after a reconnect."""
+    return _packet(PUBLISH << 4 | 0x02 | (0x08 if dup else 0),
+                   _string(topic) + struct.pack(">H", packet_id) + payload)
 
 
 def pubacks(packet_ids: list[int]) -> bytes:
@@ -81,6 +82,9 @@ def pubacks(packet_ids: list[int]) -> bytes:
 OnPublish = Callable[[str, bytes, int, bool], None]
 #: (packet type, body) for every packet that is not a PUBLISH.
 OnControl = Callable[[int, bytes], None]
+
+#: What a broker may send a client (MQTT 3.1.1, 2.2.1); anything else breaks the protocol.
+FROM_BROKER = {CONNACK, PUBLISH, PUBACK, SUBACK, PINGRESP, 5, 6, 7, 11}
 
 
 class Parser:
@@ -117,19 +121,36 @@ class Parser:
                 break
             if first >> 4 == PUBLISH:
                 qos = (first >> 1) & 3
-                topic_end = head + 2 + (buf[head] << 8 | buf[head + 1])
-                topic = buf[head + 2:topic_end].decode()
+                topic, topic_end = self._topic(buf, head, stop)
                 if qos == 0:
                     on_publish(topic, buf[topic_end:stop], 0, False)
                 elif qos == 1:
+                    if topic_end + 2 > stop:
+                        raise BrokerError("a QoS 1 PUBLISH without its packet id")
                     packet_id = buf[topic_end] << 8 | buf[topic_end + 1]
                     on_publish(topic, buf[topic_end + 2:stop], packet_id, bool(first & 0x08))
                 else:
                     raise BrokerError("the broker sent a QoS 2 message on a QoS 1 subscription")
-            else:
+            elif first >> 4 in FROM_BROKER:
                 self._on_control(first >> 4, buf[head:stop])
+            else:
+                raise BrokerError(f"the broker sent packet type {first >> 4}, which a broker "
+                                  "never sends")
             at = stop
         self._buf = buf[at:]
+
+    @staticmethod
+    def _topic(buf: bytes, head: int, stop: int) -> tuple[str, int]:
+        """A PUBLISH's topic and where it ends."""
+        if stop - head < 2:
+            raise BrokerError("a PUBLISH too short to hold its topic")
+        end = head + 2 + (buf[head] << 8 | buf[head + 1])
+        if end > stop:
+            raise BrokerError("a PUBLISH whose topic runs past the packet")
+        try:
+            return buf[head + 2:end].decode(), end
+        except UnicodeDecodeError as exc:
+            raise BrokerError(f"a PUBLISH whose topic is not UTF-8 ({exc})") from exc
 
     def _long_length(self, buf: bytes, at: int, end: int) -> tuple[int, int]:
         """(length, index after it), or (0, -1) when the length is not all here yet."""

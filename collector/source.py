@@ -111,15 +111,73 @@ class _AckQueue:
         self._tickets.clear()
 
 
+class Outbox:
+    """The collector's own QoS 1 publishes (alerts) until the broker acknowledges them.
+
+    Tracked by packet id: on the connection they were sent on until their PUBACK; after a
+    reconnect (the session is persistent) they are sent again with DUP and the same id, as
+    MQTT 3.1.1 (4.4) asks. While disconnected new ones wait in a bounded queue; past
+    ``limit`` the oldest waiting one is dropped and counted (``dropped``): every alert is
+    also written to InfluxDB, so an operator loses a notification, never the alert.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._limit = limit
+        self._sent: dict[int, tuple[str, bytes]] = {}
+        self._waiting: deque[tuple[str, bytes]] = deque()
+        self._next_id = 0
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._sent) + len(self._waiting)
+
+    def publish(self, topic: str, payload: bytes, write: Callable[[bytes], None] | None) -> None:
+        """Send now when ``write`` is given (connected), else queue for the next connection."""
+        if write is None or len(self._sent) >= 65_535:
+            self._waiting.append((topic, payload))
+            if len(self) > self._limit:
+                self._waiting.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    log.warning("alert outbox full (%d): %d alert messages dropped (they are "
+                                "in InfluxDB all the same)", self._limit, self.dropped)
+            return
+        write(self._send(topic, payload))
+
+    def _send(self, topic: str, payload: bytes) -> bytes:
+        while True:
+            self._next_id = self._next_id % 65_535 + 1
+            if self._next_id not in self._sent:
+                break
+        self._sent[self._next_id] = (topic, payload)
+        return wire.publish(topic, payload, self._next_id)
+
+    def acknowledged(self, body: bytes) -> None:
+        """A PUBACK for one of ours."""
+        if len(body) >= 2:
+            self._sent.pop(body[0] << 8 | body[1], None)
+
+    def resume(self, write: Callable[[bytes], None]) -> None:
+        """On a new connection: what was sent and not acknowledged again with DUP, then
+        what waited."""
+        again = [wire.publish(topic, payload, pid, dup=True)
+                 for pid, (topic, payload) in self._sent.items()]
+        waiting, self._waiting = self._waiting, deque()
+        fresh = [self._send(topic, payload) for topic, payload in waiting]
+        if again or fresh:
+            write(b"".join(again + fresh))
+
+
 class _Connection(asyncio.Protocol):
     """One connection to the broker: parses what arrives, queues messages for the consumer."""
 
-    def __init__(self, high_water: int) -> None:
+    def __init__(self, high_water: int, outbox: Outbox | None = None) -> None:
+        self.outbox = outbox if outbox is not None else Outbox()
         self.inbox: deque[tuple[Inbound, Ticket]] = deque()
         self.acks = _AckQueue(self.write)
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.last_heard = time.monotonic()
-        self.may_pause = False      # not before the SUBACK: the backlog comes first
+        self.subscribed = False     # no pausing before the SUBACK: the backlog comes first
         self._parser = wire.Parser(self._on_publish, self._on_control)
         self._high_water = high_water
         self._transport: asyncio.Transport | None = None
@@ -127,7 +185,6 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._stopped = False
-        self._next_id = 0
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -139,11 +196,14 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed(data)
         except BrokerError as exc:
+            # Not MQTT: drop the connection (``run`` makes a new one); nothing escapes
+            # into the event loop.
+            log.error("the broker broke the protocol (%s); reconnecting", exc)
             self._fail(exc)
             return
         if self.inbox:
             self._wake()
-            if self.may_pause and not self._paused and len(self.inbox) >= self._high_water:
+            if self.subscribed and not self._paused and len(self.inbox) >= self._high_water:
                 self._set_paused(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -158,6 +218,9 @@ class _Connection(asyncio.Protocol):
                            self.acks.track(packet_id)))
 
     def _on_control(self, kind: int, body: bytes) -> None:
+        if kind == wire.PUBACK:
+            self.outbox.acknowledged(body)
+            return
         reply = self._replies.pop(kind, None)
         if reply is not None and not reply.done():
             reply.set_result(body)
@@ -179,10 +242,6 @@ class _Connection(asyncio.Protocol):
         if self.lost.done():
             self.lost.result()        # raises the reason
         raise BrokerError(f"no answer from the broker within {timeout_s:.0f} s")
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        self._next_id = self._next_id % 65535 + 1
-        self.write(wire.publish(topic, payload, self._next_id))
 
     async def wait_for_messages(self, timeout_s: float | None = None) -> bool:
         """True once the inbox has something, False after ``timeout_s`` without; raises
@@ -289,18 +348,21 @@ class MqttSource:
         self._taking = True
         self._closed = asyncio.Event()
         self.window = Window(batch_hint)
+        #: The collector's own publishes (alerts), kept until the broker acknowledges them.
+        self.outbox = Outbox()
 
     @property
     def unacknowledged(self) -> int:
         """Messages received on this connection and not yet acknowledged."""
         return len(self._conn.acks) if self._conn else 0
 
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """Publish at QoS 1 without waiting (alerts); False when not connected now."""
-        if self._conn is None or self._conn.lost.done():
-            return False
-        self._conn.publish(topic, payload)
-        return True
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1 without waiting (alerts): sent now, or once connected again, and
+        again after every reconnect until the broker acknowledges it."""
+        connected = self._conn is not None and self._conn.subscribed and \
+            not self._conn.lost.done()
+        self.outbox.publish(topic, payload, self._conn.write if connected and self._conn
+                            else None)
 
     def stop_taking(self) -> None:
         self._taking = False
@@ -337,7 +399,7 @@ class MqttSource:
     async def _connect(self) -> _Connection:
         s = self._settings
         ssl = s.ssl_context()
-        conn = _Connection(s.max_pending_messages)
+        conn = _Connection(s.max_pending_messages, self.outbox)
         try:
             await asyncio.wait_for(asyncio.get_running_loop().create_connection(
                 lambda: conn, s.host, s.port, ssl=ssl,
@@ -364,7 +426,8 @@ class MqttSource:
                                     s.keepalive_s)
         if 0x80 in suback[2:]:
             raise BrokerError(f"subscription refused: {self._filters}")
-        conn.may_pause = True
+        conn.subscribed = True
+        self.outbox.resume(conn.write)
         log.info("subscribed to %s on %s as %s", ", ".join(self._filters), s.url, s.client_id)
 
     async def _consume(self, conn: _Connection, handle: Handler) -> None:
