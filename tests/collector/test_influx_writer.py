@@ -68,9 +68,13 @@ def test_v2_shape() -> None:
     assert post.content == BODY
 
 
-def test_v2_without_a_token_is_a_configuration_error() -> None:
+def test_v2_without_a_token_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused when the settings are read, before anything connects."""
+    from collector import settings
+    for key, value in {"API": "v2", "ORG": "o", "BUCKET": "b"}.items():
+        monkeypatch.setenv(f"SCT_INFLUX__{key}", value)
     with pytest.raises(ConfigError, match=r"influx\.token"):
-        write(InfluxSettings(api="v2", org="o", bucket="b"), httpx.Response(204), [])
+        settings.load()
 
 
 V1 = InfluxSettings(create_database=False)
@@ -107,4 +111,7 @@ def test_retry_after_and_server_text_are_kept() -> None:
 
 
 def test_success() -> None:
-    write(V1, httpx.Response(204), [])
+    """A 204 is a write: one request to /write, no error, nothing retried."""
+    seen: list[httpx.Request] = []
+    write(V1, httpx.Response(204), seen)
+    assert [(r.method, r.url.path) for r in seen] == [("POST", "/write")], "no CREATE: off"
