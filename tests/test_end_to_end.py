@@ -209,14 +209,17 @@ def test_deadletter_replay_after_the_registry_learns_a_device(stack: Stack) -> N
     _publish(stack, [(f"sc/{community}/streetlight/late-lamp-1/telemetry",
                       orjson.dumps({"ts": now - 1000, "dim_pct": 70.0})),
                      (f"sc/{community}/streetlight/late-lamp-1/telemetry",
-                      orjson.dumps({"dim_pct": 71.0}))])  # no ts: keeps its receive time
+                      orjson.dumps({"dim_pct": 71.0})),   # no ts: keeps its receive time
+                     (f"sc/{community}/streetlight/never-registered/telemetry",
+                      orjson.dumps({"ts": now - 900, "dim_pct": 72.0}))])
 
     def listed(reason: str) -> list[dict]:
         run = stack.sct("deadletter", "list", "--json", "--reason", reason, "--limit", "1000")
         return [orjson.loads(line) for line in run.stdout.splitlines()]
 
-    wait_for(lambda: sum("late-lamp-1" in r["topic"] for r in listed("unknown_device")) == 2,
-             30, "the unknown device's readings in the dead letters")
+    wait_for(lambda: sum("late-lamp-1" in r["topic"] for r in listed("unknown_device")) == 2
+             and any("never-registered" in r["topic"] for r in listed("unknown_device")),
+             30, "the unknown devices' readings in the dead letters")
     received = [r["received_ms"] for r in listed("unknown_device") if "late-lamp-1" in r["topic"]]
     registry["devices"].append({"id": "late-lamp-1", "kind": "streetlight",
                                 "community": community, "attrs": {"rated_power_w": 100}})
@@ -234,7 +237,7 @@ def test_deadletter_replay_after_the_registry_learns_a_device(stack: Stack) -> N
     assert series["values"][1][0] == max(received), "a ts-less reading keeps its receive time"
     remaining = {r["topic"].split("/")[3] for r in listed("unknown_device")}
     assert "late-lamp-1" not in remaining
-    assert "no-such-lamp" in remaining, "what still fails stays, with its (new) reason"
+    assert "never-registered" in remaining, "what still fails stays, with its (new) reason"
     assert stack.collector.poll() is None
 
 

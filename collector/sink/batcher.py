@@ -23,8 +23,10 @@ Batch = tuple[list[bytes], list[Claim]]
 class Batcher:
     """Collects encoded lines and hands full or old batches to ``writers`` writer tasks."""
 
-    def __init__(self, settings: InfluxSettings, write: WriteBatch, writers: int = 2) -> None:
+    def __init__(self, settings: InfluxSettings, write: WriteBatch, writers: int = 2,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
+        self._clock = clock
         self._write = write
         self._writers = writers
         self._lines: list[bytes] = []
@@ -41,7 +43,7 @@ class Batcher:
     async def add(self, line: bytes, claim: Claim | None = None) -> None:
         """Add one line; waits when every writer is busy and the queue is full."""
         if not self._lines:
-            self._started = time.monotonic()
+            self._started = self._clock()
         self._lines.append(line)
         if claim is not None:
             self._claims.append(claim)
@@ -55,7 +57,7 @@ class Batcher:
         at = 0
         while at < len(lines):
             if not self._lines:
-                self._started = time.monotonic()
+                self._started = self._clock()
             chunk = lines[at:at + size - len(self._lines)]
             self._lines.extend(chunk)
             claim.hold()
@@ -89,12 +91,15 @@ class Batcher:
             self._queued += len(batch[0])
             await self._queue.put(batch)
 
+    async def flush_if_old(self) -> None:
+        """Hand over what is building when its oldest line waited ``flush_interval_s``."""
+        if self._lines and self._clock() - self._started >= self._settings.flush_interval_s:
+            await self._cut()
+
     async def _timer(self) -> None:
-        interval = self._settings.flush_interval_s
         while True:
-            await asyncio.sleep(interval / 4)
-            if self._lines and time.monotonic() - self._started >= interval:
-                await self._cut()
+            await asyncio.sleep(self._settings.flush_interval_s / 4)
+            await self.flush_if_old()
 
     async def _writer(self) -> None:
         while True:

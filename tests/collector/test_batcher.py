@@ -8,24 +8,63 @@ from collector.settings import InfluxSettings
 from collector.sink.batcher import Batcher
 
 
+async def settle() -> None:
+    """A few turns of the loop: the writer tasks take and write what was handed over."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
 def test_flushes_on_size_then_on_age_and_drains() -> None:
+    batches: list[list[bytes]] = []
+    now = [100.0]
+
+    async def write(batch: list[bytes]) -> None:
+        batches.append(batch)
+
+    async def go() -> None:
+        batcher = Batcher(InfluxSettings(batch_size=3, flush_interval_s=1.0), write,
+                          clock=lambda: now[0])
+        runner = asyncio.create_task(batcher.run())
+        for i in range(7):
+            await batcher.add(b"%d" % i)
+        await settle()
+        assert batches == [[b"0", b"1", b"2"], [b"3", b"4", b"5"]], "two full batches"
+        now[0] += 0.9
+        await batcher.flush_if_old()
+        await settle()
+        assert len(batches) == 2, "the last line is not old enough yet"
+        now[0] += 0.1
+        await batcher.flush_if_old()
+        await settle()
+        assert batches[-1] == [b"6"], "the last line goes out on age"
+        await batcher.add(b"7")
+        await batcher.drain()
+        assert batches[-1] == [b"7"] and batcher.pending == 0
+        runner.cancel()
+
+    asyncio.run(go())
+
+
+def test_a_stalled_source_flushes_only_what_holds_messages() -> None:
+    """flush_held: the broker waits for acknowledgements; the collector's own points alone
+    (no claim) wait for their age."""
     batches: list[list[bytes]] = []
 
     async def write(batch: list[bytes]) -> None:
         batches.append(batch)
 
     async def go() -> None:
-        batcher = Batcher(InfluxSettings(batch_size=3, flush_interval_s=0.2), write)
+        batcher = Batcher(InfluxSettings(batch_size=100, flush_interval_s=60), write)
         runner = asyncio.create_task(batcher.run())
-        for i in range(7):
-            await batcher.add(b"%d" % i)
-        await asyncio.sleep(0.05)
-        assert batches == [[b"0", b"1", b"2"], [b"3", b"4", b"5"]], "two full batches"
-        await asyncio.sleep(0.4)
-        assert batches[-1] == [b"6"], "the last line goes out on age"
-        await batcher.add(b"7")
+        await batcher.add(b"metrics")
+        await batcher.flush_held()
+        await settle()
+        assert batches == []
+        claim = Claim()
+        await batcher.add_many([b"r1", b"r2"], claim)
+        await batcher.flush_held()
         await batcher.drain()
-        assert batches[-1] == [b"7"] and batcher.pending == 0
+        assert batches == [[b"metrics", b"r1", b"r2"]] and claim.holds == 1
         runner.cancel()
 
     asyncio.run(go())

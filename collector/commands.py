@@ -1,0 +1,173 @@
+"""The service's own commands: ``collect``, ``deadletter``, ``alerts``, ``kpi``, ``detect``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from collector import settings as config
+from collector.cli import Commands, until_signal
+from collector.errors import ConfigError
+
+
+def register(sub: Commands) -> None:
+    p = sub.add_parser("collect", help="run the collector service")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.set_defaults(run=_collect)
+
+    p = sub.add_parser("deadletter", help="the refused messages, with their reasons")
+    dsub = p.add_subparsers(required=True, metavar="ACTION")
+    d = dsub.add_parser("list", help="show what was refused and why")
+    d.add_argument("--config", type=Path)
+    d.add_argument("--reason", help="only this reason code")
+    d.add_argument("--limit", type=int, default=100, help="at most this many, newest (100)")
+    d.add_argument("--json", action="store_true", help="one JSON record a line")
+    d.set_defaults(run=_deadletter_list)
+
+    d = dsub.add_parser("replay", help="send stored refusals through the pipeline again")
+    d.add_argument("--config", type=Path)
+    d.add_argument("--reason", help="only this reason code")
+    d.set_defaults(run=_deadletter_replay)
+
+    p = sub.add_parser("kpi", help="compute the green-community indicators now and write them")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(run=_kpi)
+
+    p = sub.add_parser("alerts", help="the open alerts")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--json", action="store_true", help="one JSON record a line")
+    p.set_defaults(run=_alerts)
+
+    p = sub.add_parser("detect", help="detector tools")
+    tsub = p.add_subparsers(required=True, metavar="ACTION")
+    t = tsub.add_parser("replay", help="run a detector over a CSV file; CSV on stdout")
+    t.add_argument("file", type=Path)
+    t.add_argument("--time-column", required=True)
+    t.add_argument("--value-column", action="append", required=True, dest="value_columns")
+    t.add_argument("--detector", default="combined",
+                   help="one of: " + ", ".join(_detector_names()))
+    t.set_defaults(run=_detect_replay)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from collector.app import Collector
+
+    settings = config.load(args.config)
+    asyncio.run(until_signal(Collector(settings).run))
+    return 0
+
+
+def _deadletter_list(args: argparse.Namespace) -> int:
+    from collections import deque
+
+    from collector.deadletter import DeadLetterStore, to_json
+
+    settings = config.load(args.config)
+    store = DeadLetterStore(settings.storage.dir, 0)
+    shown = deque(store.read(args.reason), maxlen=max(1, args.limit))
+    for reject in shown:
+        if args.json:
+            sys.stdout.buffer.write(to_json(reject))
+        else:
+            payload = reject.payload[:120].decode("utf-8", "replace")
+            print(f"{reject.received_ms}  {reject.reason:<18} {reject.topic}\n"
+                  f"    {reject.detail}\n    payload: {payload}")
+    if not args.json:
+        print(f"{len(shown)} shown from {store.path}", file=sys.stderr)
+    if store.unreadable:
+        print(f"{store.unreadable} unreadable lines skipped (torn by a crash or damaged)",
+              file=sys.stderr)
+    return 0
+
+
+def _deadletter_replay(args: argparse.Namespace) -> int:
+    from collector.errors import WriteError
+    from collector.replay import replay
+
+    settings = config.load(args.config)
+    try:
+        outcome = asyncio.run(replay(settings, args.reason))
+    except WriteError as exc:
+        print(f"sct: InfluxDB cannot take the replayed readings ({exc}); nothing more was "
+              "marked replayed, run it again later", file=sys.stderr)
+        return 1
+    failing = ", ".join(f"{r}={n}" for r, n in sorted(outcome.still_failing.items()))
+    print(f"replayed {outcome.replayed} dead letters: {outcome.written} lines written, "
+          f"{sum(outcome.still_failing.values())} still failing ({failing or 'none'})")
+    return 0
+
+
+def _kpi(args: argparse.Namespace) -> int:
+    import time
+
+    from collector import kpi
+    from collector.errors import WriteError
+    from collector.sink.influx import InfluxWriter
+    from collector.sink.lineprotocol import encode_many
+    from devices import registry
+
+    settings = config.load(args.config)
+    reg = registry.load(settings.registry.path)
+
+    async def run() -> list[kpi.CommunityKpi]:
+        async with InfluxWriter(settings.influx) as writer:
+            kpis = await kpi.compute(reg, writer.query, settings.kpi)
+            await writer.write(encode_many(kpi.points(kpis, int(time.time() * 1000))))
+            return kpis
+
+    try:
+        kpis = asyncio.run(run())
+    except WriteError as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 1
+    names = list(kpi.INDICATORS)
+    print("community".ljust(20) + " ".join(n[:12].rjust(12) for n in names) + "  meets")
+    for k in kpis:
+        cells = " ".join(f"{k.values[n]:>11.2f}{'' if k.passed[n] else '!'}".rjust(12)
+                         for n in names)
+        print(f"{k.community:<20}{cells}  {'yes' if k.meets else 'no'}")
+    target = settings.kpi.city_targets.get(settings.kpi.target_year, 0.0)
+    print(f"\ncity shares meeting every indicator (target {target:.0%} by "
+          f"{settings.kpi.target_year}; ! = below its threshold):")
+    for city, (meeting, total) in kpi.city_shares(kpis).items():
+        share = meeting / total
+        print(f"  {city:<14} {meeting}/{total} = {share:.0%}  "
+              f"{'on track' if share >= target else 'behind'}")
+    return 0
+
+
+def _detector_names() -> list[str]:
+    from collector.detect.catalog import DETECTORS
+
+    return sorted(DETECTORS)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from collector.detect.alerts import AlertBook
+
+    settings = config.load(args.config)
+    book = AlertBook(settings.storage.dir / "alerts.json")
+    book.load()
+    for alert in book.open:
+        if args.json:
+            sys.stdout.buffer.write(alert.payload() + b"\n")
+        else:
+            print(f"{alert.ts_ms}  {alert.severity:<8} {alert.rule:<24} {alert.device:<28} "
+                  f"{alert.message}")
+    if not args.json:
+        print(f"{len(book.open)} open alerts", file=sys.stderr)
+    return 0
+
+
+def _detect_replay(args: argparse.Namespace) -> int:
+    from collector.detect.replay import main as replay_main
+
+    if args.detector not in _detector_names():
+        raise ConfigError(f"--detector must be one of {', '.join(_detector_names())}")
+    try:
+        return replay_main(str(args.file), args.time_column, args.value_columns, args.detector)
+    except (OSError, ValueError) as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 2
