@@ -38,3 +38,21 @@ def test_replayed_records_are_left_out_and_a_torn_tail_is_not_read(tmp_path: Pat
     with store.path.open("ab") as handle:
         handle.write(b'{"half": ')  # a collector appending right now
     assert [r.received_ms for r in store.read()] == [2]
+
+
+def test_a_line_torn_by_a_crash_hides_nothing_after_it(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path, 10_000)
+    store.add(Reject("t", b"{}", "invalid", "d", 1))
+    store.close()
+    with store.path.open("ab") as handle:
+        handle.write(b'{"received": "2026-')          # killed in the middle of an append
+    again = DeadLetterStore(tmp_path, 10_000)
+    again.add(Reject("t", b"{}", "bad_json", "d", 2))  # starts on a fresh line
+    again.add(Reject("t", b"{}", "bad_json", "d", 3))
+    again.close()
+    assert [r.received_ms for r in again.read()] == [1, 2, 3]
+    assert again.unreadable == 1
+    with again.path.open("ab") as handle:
+        handle.write(b"\x00\xffgarbage in the middle\n")
+    again.add(Reject("t", b"{}", "invalid", "d", 4))
+    assert [r.received_ms for r in again.read()] == [1, 2, 3, 4] and again.unreadable == 2
