@@ -68,7 +68,7 @@ def test_a_failing_rule_is_counted_logged_once_and_the_reading_written(
 
 
 def test_a_bad_registry_attribute_skips_only_what_needs_it() -> None:
-    run, stage, counters = pipeline()
+    run, stage, _ = pipeline()
     assert stage.registry_problems == [
         "typo: attrs.rated_power_w 'n/a' is not a number of watts above 0",
         "tank: attrs.use None is not a word such as rain_tank or drainage_well"]
