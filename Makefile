@@ -43,15 +43,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,embedded-broker]'
 	touch $@
 
-# Mosquitto and InfluxDB 1.x from Debian. One `apt-get update`, only when something is missing.
+# Mosquitto, InfluxDB 1.x and RabbitMQ (its MQTT plugin is a broker the tests drain through)
+# from Debian. One `apt-get update`, only when something is missing. Debian's packages do not
+# start their services here (policy-rc.d); the tests start their own, on loopback ports.
 system-deps:
-	@if [ -x /usr/sbin/mosquitto ] && [ -x /usr/bin/influxd ]; then exit 0; fi; \
+	@if [ -x /usr/sbin/mosquitto ] && [ -x /usr/bin/influxd ] && \
+	  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "mosquitto or influxd missing: run 'sudo apt-get install mosquitto influxdb'" >&2; \
+	  echo "mosquitto, influxd or rabbitmq-server missing: run 'sudo apt-get install" \
+	    "mosquitto mosquitto-clients influxdb influxdb-client rabbitmq-server'" >&2; \
 	  exit 1; fi; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	  apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients influxdb \
-	  influxdb-client >/dev/null
+	  influxdb-client rabbitmq-server >/dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
