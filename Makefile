@@ -44,8 +44,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Mosquitto, InfluxDB 1.x and RabbitMQ (its MQTT plugin is a broker the tests drain through)
-# from Debian. One `apt-get update`, only when something is missing. Debian's packages do not
-# start their services here (policy-rc.d); the tests start their own, on loopback ports.
+# from Debian. One `apt-get update`, only when something is missing. The tests start their
+# own servers as children, on loopback ports and ports of their own.
 system-deps:
 	@if [ -x /usr/sbin/mosquitto ] && [ -x /usr/bin/influxd ] && \
 	  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then exit 0; fi; \
