@@ -190,16 +190,21 @@ def _dead_letters(stack: Stack) -> list:
 
 
 def test_rejects_are_counted_by_reason_in_self_metrics(stack: Stack) -> None:
-    def metrics() -> dict[str, int]:
-        series = stack.query(f"SELECT * FROM {schema.COLLECTOR} ORDER BY time DESC LIMIT 1")
-        return dict(zip(series[0]["columns"], series[0]["values"][0], strict=True)) \
-            if series else {}
+    registry = yaml.safe_load(stack.registry.read_text())
+    light = next(d for d in registry["devices"] if d["kind"] == "streetlight")
+    topic = f"sc/{light['community']}/streetlight/{light['id']}/telemetry"
+    before = stack.latest_metrics()
+    now = int(time.time() * 1000)
+    _publish(stack, [(topic, orjson.dumps({"ts": now, "dim_pct": 1.0, "pad": "x" * 300_000})),
+                     (topic, orjson.dumps({"ts": now + 900_000, "dim_pct": 1.0})),
+                     (topic, orjson.dumps({"ts": now + 900_001, "dim_pct": 1.0}))])
 
-    latest = wait_for(lambda: (m := metrics()).get("rejected_too_large") and m, 30,
-                      "self-metrics with reject counts")
-    assert latest["rejected_ts_future"] >= 1
-    assert latest["written"] >= READINGS
-    assert latest["received"] >= READINGS
+    def grew(name: str) -> int:
+        return stack.latest_metrics().get(name, 0) - before.get(name, 0)
+
+    wait_for(lambda: grew("rejected_too_large") == 1 and grew("rejected_ts_future") == 2, 30,
+             "self-metrics counting each refusal by its reason")
+    assert grew("received") >= 3 and grew("rejected") >= 3
 
 
 def test_deadletter_replay_after_the_registry_learns_a_device(stack: Stack) -> None:

@@ -166,6 +166,7 @@ class Broker:
     window: int = 1000
     garbage_after: int = 0          # on the first connection, after this many messages
     ack_ours_from: int = 1          # acknowledge the client's publishes from this connection
+    answer_pings: bool = True
     connections: int = 0
     acked: set[int] = field(default_factory=set)
     pings: int = 0
@@ -228,7 +229,8 @@ class Broker:
                     more.set()
                 elif kind == wire.PINGREQ:
                     self.pings += 1
-                    writer.write(b"\xd0\x00")
+                    if self.answer_pings:
+                        writer.write(b"\xd0\x00")
                 elif kind == wire.PUBLISH:
                     topic_len = struct.unpack(">H", body[:2])[0]
                     pid = struct.unpack(">H", body[2 + topic_len:4 + topic_len])[0]
@@ -344,6 +346,19 @@ def test_keepalive_pings_while_acknowledgements_are_held() -> None:
         port = await broker.start()
         source = MqttSource(settings(port, keepalive_s=5), ["sc/#"])
         await consume(source, lambda: broker.pings >= 1, timeout=10)
+        broker.server.close()
+
+    asyncio.run(go())
+
+
+def test_a_broker_silent_past_the_keepalive_is_taken_for_gone_and_reconnected() -> None:
+    """Pings unanswered for 1.5 keepalives (5 s here, the least allowed): a new connection."""
+    async def go() -> None:
+        broker = Broker(count=0, answer_pings=False)
+        port = await broker.start()
+        source = MqttSource(settings(port, keepalive_s=5), ["sc/#"])
+        await consume(source, lambda: broker.connections >= 2, timeout=20)
+        assert broker.pings >= 2
         broker.server.close()
 
     asyncio.run(go())
