@@ -83,6 +83,8 @@ class _AckQueue:
         self._tickets: deque[Ticket] = deque()
         self._settled: list[int] = []
         self._open = True
+        #: ``time.monotonic()`` when PUBACKs last went out.
+        self.flushed_at = 0.0
 
     def __len__(self) -> int:
         return len(self._tickets)
@@ -103,6 +105,7 @@ class _AckQueue:
     def _flush(self) -> None:
         if self._open and self._settled:
             self._write(wire.pubacks(self._settled))
+            self.flushed_at = time.monotonic()
         self._settled = []
 
     def close(self) -> None:
@@ -299,15 +302,26 @@ Handler = Callable[[Inbound, Ticket], Awaitable[None]]
 WINDOW_STALLS = 5
 #: Smaller than this it is taken for a quiet moment, not a window.
 MIN_WINDOW = 10
+#: A broker that waited for acknowledgements answers them at once: new messages within this
+#: long after our PUBACKs went out. (A live stream that merely paused resumes whenever its
+#: devices next publish, unrelated to our acknowledgements.)
+RESUMED_BY_ACK_S = 0.005
 
 
 class Window:
-    """What the source learns of the broker's in-flight window from its stalls."""
+    """What the source learns of the broker's in-flight window from its stalls.
+
+    A stall is a window when the broker fell silent with the same number of messages
+    unacknowledged, and sent again right after our acknowledgements, ``WINDOW_STALLS`` times
+    in a row. (A fleet publishing in bursts also stalls with a repeating count, but resumes at
+    its own pace, not at our acknowledgements.)
+    """
 
     def __init__(self, batch_hint: int) -> None:
         self._batch_hint = batch_hint
         self._last = 0
         self._repeats = 0
+        self._stalled: int | None = None
         #: The window, once seen WINDOW_STALLS times in a row (0: not known, or unlimited).
         self.size = 0
         #: The most messages ever unacknowledged at once.
@@ -317,6 +331,17 @@ class Window:
     def stalled(self, unacknowledged: int) -> None:
         """The broker fell silent with ``unacknowledged`` messages waiting for their ack."""
         self.peak = max(self.peak, unacknowledged)
+        self._stalled = unacknowledged
+
+    def resumed(self, after_ack_s: float | None) -> None:
+        """Messages came again, ``after_ack_s`` after our acknowledgements went out (None
+        when none went out since the stall)."""
+        unacknowledged, self._stalled = self._stalled, None
+        if unacknowledged is None:
+            return
+        if after_ack_s is None or after_ack_s > RESUMED_BY_ACK_S:
+            self._repeats, self._last = 0, 0
+            return
         self._repeats = self._repeats + 1 if unacknowledged == self._last else 1
         self._last = unacknowledged
         if self._repeats >= WINDOW_STALLS and unacknowledged >= MIN_WINDOW:
@@ -450,7 +475,11 @@ class MqttSource:
             if not inbox and len(conn.acks) and self._on_stall is not None and \
                     not await conn.wait_for_messages(stall_s):
                 self.window.stalled(len(conn.acks))
+                stalled_at = time.monotonic()
                 await self._on_stall()
+                await conn.wait_for_messages()
+                acked = conn.acks.flushed_at
+                self.window.resumed(time.monotonic() - acked if acked > stalled_at else None)
             await conn.wait_for_messages()
             while inbox and self._taking:
                 # Left in the inbox once not taking: unacknowledged, delivered again later.

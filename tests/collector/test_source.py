@@ -362,3 +362,25 @@ def test_a_broker_silent_past_the_keepalive_is_taken_for_gone_and_reconnected() 
         broker.server.close()
 
     asyncio.run(go())
+
+
+def test_a_fleet_publishing_in_bursts_is_not_taken_for_a_window(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Bursts of 200 stall with the same count, but resume at the fleet's pace, not at our
+    acknowledgements: no window, no warning. A broker that resumes at once is one."""
+    from collector.source import Window
+
+    bursts = Window(batch_hint=5000)
+    with caplog.at_level(logging.WARNING, logger="collector.source"):
+        for _ in range(20):
+            bursts.stalled(200)
+            bursts.resumed(0.040)
+        for _ in range(20):
+            bursts.stalled(200)
+            bursts.resumed(None)          # resumed before our acknowledgements went out
+    assert bursts.size == 0 and bursts.peak == 200 and caplog.text == ""
+    window = Window(batch_hint=5000)
+    for _ in range(5):
+        window.stalled(20)
+        window.resumed(0.0004)
+    assert window.size == 20 and window.warned
