@@ -21,8 +21,9 @@ Any in-flight window: a broker sends at most so many unacknowledged messages (Mo
 ``max_inflight_messages``, 20 by default; RabbitMQ's MQTT ``prefetch``, 10; EMQX's
 ``max_inflight``), then waits for acknowledgements, which wait for the batch to be written.
 So when the broker falls silent for ``stall_flush_ms`` with messages unacknowledged, the
-source calls ``on_stall`` (the batcher writes at once): the drain rate is the window over the
-write latency, not over the batch age. The source learns the window (the same number of
+source calls ``on_stall`` (the batcher writes once its batch is ``influx.min_batch_age_ms``
+old, or at once when the learnt window is full): the drain rate is the window over the write
+latency, not over the 1 s batch age. The source learns the window (the same number of
 unacknowledged messages at several stalls in a row), shows it in the self-metrics and warns
 once, naming the broker setting to raise, when it is smaller than a batch.
 """
@@ -364,7 +365,7 @@ class MqttSource:
     """
 
     def __init__(self, settings: MqttSettings, filters: list[str],
-                 on_stall: Callable[[], Awaitable[None]] | None = None,
+                 on_stall: Callable[[bool], Awaitable[float]] | None = None,
                  batch_hint: int = 5000) -> None:
         self._settings = settings
         self._filters = filters
@@ -476,7 +477,10 @@ class MqttSource:
                     not await conn.wait_for_messages(stall_s):
                 self.window.stalled(len(conn.acks))
                 stalled_at = time.monotonic()
-                await self._on_stall()
+                full = 0 < self.window.size <= len(conn.acks)
+                while wait := await self._on_stall(full):
+                    if await conn.wait_for_messages(wait):
+                        break
                 await conn.wait_for_messages()
                 acked = conn.acks.flushed_at
                 self.window.resumed(time.monotonic() - acked if acked > stalled_at else None)

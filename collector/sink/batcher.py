@@ -73,11 +73,21 @@ class Batcher:
             for _ in range(self._writers):
                 group.create_task(self._writer())
 
-    async def flush_held(self) -> None:
-        """Hand over what is building now when it holds messages' claims (the source has
-        stalled: the broker waits for their acknowledgements before it sends more)."""
-        if self._claims:
+    async def flush_held(self, now: bool) -> float:
+        """The source has stalled with messages unacknowledged: hand over what is building
+        when it holds their claims and either ``now`` (the broker's known window is full) or
+        it is at least ``influx.min_batch_age_ms`` old. 0 when done (or nothing to do), else
+        the seconds until it will be old enough.
+
+        The minimum age keeps a live stream that merely pauses from being written a few lines
+        at a time; a broker that waits for acknowledgements waits that long at most."""
+        if not self._claims:
+            return 0.0
+        wait = self._settings.min_batch_age_ms / 1000 - (self._clock() - self._started)
+        if now or wait <= 0:
             await self._cut()
+            return 0.0
+        return wait
 
     async def drain(self) -> None:
         """Hand over what is building and wait until every queued batch is written."""

@@ -45,26 +45,38 @@ def test_flushes_on_size_then_on_age_and_drains() -> None:
     asyncio.run(go())
 
 
-def test_a_stalled_source_flushes_only_what_holds_messages() -> None:
-    """flush_held: the broker waits for acknowledgements; the collector's own points alone
-    (no claim) wait for their age."""
+def test_a_stalled_source_flushes_what_holds_messages_once_old_enough() -> None:
+    """flush_held: the broker waits for acknowledgements. The collector's own points alone
+    (no claim) wait for their age; a batch with claims goes once min_batch_age_ms old, or at
+    once when the broker's window is known to be full."""
     batches: list[list[bytes]] = []
+    now = [100.0]
 
     async def write(batch: list[bytes]) -> None:
         batches.append(batch)
 
     async def go() -> None:
-        batcher = Batcher(InfluxSettings(batch_size=100, flush_interval_s=60), write)
+        batcher = Batcher(InfluxSettings(batch_size=100, flush_interval_s=60,
+                                         min_batch_age_ms=20), write, clock=lambda: now[0])
         runner = asyncio.create_task(batcher.run())
         await batcher.add(b"metrics")
-        await batcher.flush_held()
+        assert await batcher.flush_held(now=True) == 0.0
         await settle()
-        assert batches == []
+        assert batches == [], "no claim: nothing waits for it"
         claim = Claim()
         await batcher.add_many([b"r1", b"r2"], claim)
-        await batcher.flush_held()
-        await batcher.drain()
+        now[0] += 0.005
+        assert abs(await batcher.flush_held(now=False) - 0.015) < 1e-9, "15 ms to go"
+        await settle()
+        assert batches == []
+        now[0] += 0.016
+        assert await batcher.flush_held(now=False) == 0.0
+        await settle()
         assert batches == [[b"metrics", b"r1", b"r2"]] and claim.holds == 1
+        await batcher.add_many([b"r3"], claim)
+        assert await batcher.flush_held(now=True) == 0.0, "the window is full: at once"
+        await settle()
+        assert batches[-1] == [b"r3"]
         runner.cancel()
 
     asyncio.run(go())

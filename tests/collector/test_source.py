@@ -265,11 +265,12 @@ async def consume(source: MqttSource, until: Callable[[], bool], timeout: float,
         held.append(ticket)
         ticket.release()
 
-    async def written() -> None:
+    async def written(now: bool) -> float:
         await asyncio.sleep(0.002)           # the write to InfluxDB
         for ticket in held:
             ticket.release()
         held.clear()
+        return 0.0
 
     source._on_stall = written
     running = asyncio.create_task(source.run(handle))
