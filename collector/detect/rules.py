@@ -339,6 +339,44 @@ def any_device(s: Seen) -> Iterator[Verdict]:
                       stuck_value, f"{stuck_field} stuck at {stuck_value:g} for {longest} "
                       "readings")
 
+# --- the rules' state, typed ------------------------------------------------------------
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _tuple(*parts: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, tuple) and len(v) == len(parts) and \
+        all(check(x) for check, x in zip(parts, v, strict=True))
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(_number(x) for x in value)
+
+
+#: What each key of a device's rule state holds (the rules above write them). A snapshot is
+#: checked against this when it is read back: an entry of another type is forgotten (that
+#: rule learns it again) instead of failing a rule on every reading.
+STATE_TYPES: dict[str, Callable[[Any], bool]] = {
+    "fill_rate": _tuple(_number, _number, _number),       # _rate_per_hour: ts, value, rate
+    "temp_rate": _tuple(_number, _number, _number),
+    "level_rate": _tuple(_number, _number, _number),
+    "energy_kwh": _number, "total_m3": _number,            # _counter: the last value
+    "emptied_at": _number, "last_fill": _number,           # waste_bin
+    "pressure_base": _number,                              # _pressure_drop
+    "night": _tuple(_number, _number), "nights": _numbers,  # _night_flow: day, minimum
+    "denied": _numbers,                                    # door: times of denied accesses
+    **{key: _tuple(_number, _number) for key in _SAME.values()},   # value_stuck: value, count
+}
+
+
+def checked_state(state: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The entries of one device's rule state that have their type, and the keys dropped."""
+    kept = {k: v for k, v in state.items() if k in STATE_TYPES and STATE_TYPES[k](v)}
+    return kept, [k for k in state if k not in kept]
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "streetlight": (streetlight, any_device),
     "waste_bin": (waste_bin, any_device),

@@ -22,7 +22,7 @@ from typing import Any
 
 from collector.decode import Decoded
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
-from collector.detect.rules import RULES, Seen, checked_attrs
+from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
 from collector.files import set_aside, write_atomic
 from collector.settings import DetectSettings
@@ -242,6 +242,14 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
         raise ValueError("'detectors' is not a mapping of (device, field) to detector")
     if not isinstance(seen, dict) or not all(
             isinstance(k, str) and isinstance(v, tuple) and len(v) == 2
+            and isinstance(v[0], int) and isinstance(v[1], int | float)
             for k, v in seen.items()):
         raise ValueError("'seen' is not a mapping of device to (last, interval)")
+    dropped = 0
+    for device, entries in state.items():
+        state[device], wrong = checked_state(entries)
+        dropped += len(wrong)
+    if dropped:
+        log.warning("detector state: %d rule-state entries of the wrong type forgotten (those "
+                    "rules learn them again)", dropped)
     return state, detectors, seen

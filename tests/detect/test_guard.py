@@ -150,3 +150,54 @@ def test_the_supervisor_restarts_a_failing_job_with_backoff(
     assert calls[0] == 4 and supervisor.failures == {"kpi": 3}
     assert sleeps == [1, 2, 3]
     assert caplog.text.count("side job 'kpi' failed") == 3
+
+
+def test_rule_state_is_typed_entry_by_entry_when_read_back(tmp_path: Path) -> None:
+    """A snapshot whose rule state has an entry of the wrong type keeps every other entry."""
+    run, stage, _ = pipeline()
+    for i in range(3):
+        run.process(lamp("lamp", NOW + i * 60_000, on=True, dim_pct=50.0, energy_kwh=1.0 + i,
+                         voltage_v=220.0 + i, lux=2.0))
+    path = tmp_path / "detect-state.pickle"
+    stage.snapshot(path)
+    saved = pickle.loads(path.read_bytes())
+    assert set(saved["state"]["lamp"]) == {"energy_kwh", "same:voltage_v"}
+    saved["state"]["lamp"]["energy_kwh"] = "3.0"          # a string where a number belongs
+    saved["state"]["lamp"]["from_an_older_version"] = 1
+    path.write_bytes(pickle.dumps(saved))
+    again = pipeline()[1]
+    again.restore(path)
+    assert again._state["lamp"] == {"same:voltage_v": (222.0, 1)}
+    assert path.exists(), "the file itself was fine: not set aside"
+
+
+def test_every_state_key_the_rules_write_has_a_type() -> None:
+    """A rule that starts keeping a new key without typing it would lose it at every start."""
+    full = from_mapping({
+        "communities": [{"id": "c1", "city": "xinji", "district": "xinji", "households": 600}],
+        "devices": [
+            {"id": "bin", "kind": "waste_bin", "community": "c1", "attrs": {"category": "other"}},
+            {"id": "inlet", "kind": "water_meter", "community": "c1", "attrs": {"role": "inlet"}},
+            {"id": "tank", "kind": "water_level", "community": "c1", "attrs": {"use": "tank"}},
+            {"id": "door", "kind": "door", "community": "c1"},
+            {"id": "q", "kind": "water_quality", "community": "c1"},
+        ]})
+    stage = DetectStage(full, DetectSettings(statistical=False), AlertBook())
+    run = Pipeline(Decoder(ValidationSettings(), "sc"), Enricher(full), Counters(), stage)
+    day = 86_400_000
+    for i in range(4 * 24):
+        ts = NOW - 4 * day + i * 3_600_000
+        for topic, body in (
+                ("sc/c1/waste_bin/bin/telemetry", {"fill_pct": float(i % 50), "temp_c": 20.0}),
+                ("sc/c1/water_meter/inlet/telemetry", {"flow_m3h": 1.0 + i % 3,
+                                                       "total_m3": float(i),
+                                                       "pressure_kpa": 300.0, "temp_c": 15.0}),
+                ("sc/c1/water_level/tank/telemetry", {"level_pct": 40.0}),
+                ("sc/c1/water_quality/q/telemetry", {"ph": 7.0, "turbidity_ntu": 0.2}),
+                ("sc/c1/door/door/event", {"type": "access", "result": "denied",
+                                           "method": "card"})):
+            run.process(Inbound(topic, orjson.dumps({"ts": ts, **body}), ts))
+    assert not stage.errors
+    for device, entries in stage._state.items():
+        _, wrong = rules.checked_state(dict(entries))
+        assert wrong == [], f"{device}: untyped or mistyped state keys {wrong}"
