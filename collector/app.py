@@ -83,7 +83,10 @@ class Collector:
         self.book.load()
         detect = self._detect = DetectStage(reg, s.detect, self.book)
         detect.restore(self.detect_state)
-        self.deadletters.open()
+        try:
+            self.deadletters.open()
+        except StorageError as exc:   # a full disk at start: refusals wait until it has room
+            log.error("%s; refused messages will be held until they can be kept", exc)
         self.spool.open()
         self.stamps.open()
         pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
@@ -147,14 +150,19 @@ class Collector:
             await batcher.add_many(done.lines, ticket)
         ticket.release()
 
-    def _save_state(self, detect: DetectStage) -> None:
-        # At shutdown: a full disk must not turn a clean stop into a crash.
+    def _save_state(self, detect: DetectStage | None) -> bool:
+        """Save the open alerts (and the detector state, when given); False when the disk
+        would not take them (full): logged, and tried again next time."""
         try:
-            detect.snapshot(self.detect_state)
+            if detect is not None:
+                detect.snapshot(self.detect_state)
             self.book.save()
         except OSError as exc:
-            log.error("could not save the detector state or the open alerts (%s); they "
-                      "start from the last saved copy", exc)
+            self.book.changed()
+            log.error("could not save the detector state or the open alerts (%s); a restart "
+                      "now would start from the last saved copy", exc)
+            return False
+        return True
 
     async def _flush(self, batcher: Batcher, source: MqttSource) -> None:
         budget = SHUTDOWN_FLUSH_S + self.settings.influx.timeout_s
@@ -181,9 +189,8 @@ class Collector:
                 self.counters.alerts += 1
                 self._publish(alert)
                 await batcher.add(encode(alert.point()))
-            self.book.save()
-            if time.monotonic() - last_snapshot >= self.settings.detect.snapshot_s:
-                detect.snapshot(self.detect_state)
+            due = time.monotonic() - last_snapshot >= self.settings.detect.snapshot_s
+            if self._save_state(detect if due else None) and due:
                 last_snapshot = time.monotonic()
 
     async def _keep_later(self, reject: Reject) -> None:

@@ -88,6 +88,20 @@ class DeadLetterStore:
         self.unreadable = 0
 
     def open(self) -> None:
+        """Open for appending.
+
+        Raises:
+            StorageError: the file cannot be opened or its torn tail closed off (a full or
+                read-only disk); ``add`` tries again.
+        """
+        try:
+            self._open()
+        except OSError as exc:
+            self.failing = f"{type(exc).__name__}: {exc}"
+            self.close()
+            raise StorageError(f"dead letters {self.path}: {exc}") from exc
+
+    def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("ab")
         self._size = self._file.tell()
@@ -123,7 +137,7 @@ class DeadLetterStore:
 
     def _add(self, reject: Reject) -> bool:
         if self._file is None:
-            self.open()
+            self._open()
         assert self._file is not None
         line = to_json(reject)
         if self._size + len(line) > self._max_bytes:

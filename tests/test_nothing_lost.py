@@ -270,6 +270,8 @@ def test_disk_full_while_influxdb_is_down_holds_and_recovers(
         load = Load(rig.broker.port, rig.stack.registry, count=6_000, rate=1_000).start()
         wait_for(lambda: rig.landed(load) > 500, 60, "the run to be under way")
         rig.influx.stop()
+        with (small_disk / "var" / "deadletters.jsonl").open("ab") as torn:
+            torn.write(b'{"received": "20')      # a crash mid-append, found at the restart
         filler = small_disk / "filler"
         with filler.open("wb", buffering=0) as out:       # fill the disk
             try:
@@ -281,6 +283,15 @@ def test_disk_full_while_influxdb_is_down_holds_and_recovers(
                  "the collector to find the disk full")
         wait_for(lambda: "alert storage_full raised" in rig.stack.log(), 30, "storage_full")
         time.sleep(3)
+        assert rig.stack.collector.poll() is None, rig.stack.log()[-3000:]
+        rig.stack.collector.send_signal(signal.SIGKILL)   # and it starts on a full disk
+        rig.stack.collector.wait()
+        rig.stack.start_collector()
+        wait_for(lambda: "end in a torn line" in rig.stack.log()
+                 or "refused messages will be held" in rig.stack.log(), 30,
+                 "the torn dead-letter tail found (closed off, or held when it cannot be)")
+        wait_for(lambda: rig.stack.log().count("alert storage_full raised") >= 2, 30,
+                 "the restarted collector to find the disk full too")
         assert rig.stack.collector.poll() is None, rig.stack.log()[-3000:]
         filler.unlink()
         rig.restart_influx()

@@ -141,6 +141,10 @@ class AlertBook:
         for alert in alerts:
             self._open[(alert.device, alert.rule)] = alert
 
+    def changed(self) -> None:
+        """Save at the next :meth:`save` even if nothing changed (the last save failed)."""
+        self._changed = True
+
     def save(self) -> None:
         """Write the open alerts if they changed since the last save (write, fsync,
         rename: a crash leaves the old file or the new one)."""

@@ -212,8 +212,11 @@ class Spool:
         """Keep a damaged record's bytes aside and name what it held."""
         self.damaged_records += 1
         kept = self._dir / f"damaged-{segment:020d}-{at}.bin"
-        if not kept.exists():
-            kept.write_bytes(data[at:resume])
+        try:
+            if not kept.exists():
+                kept.write_bytes(data[at:resume])
+        except OSError as exc:        # a full disk: still start, and say so
+            log.error("spool: could not keep the damaged bytes aside (%s)", exc)
         named = _legible(data[at:resume])
         log.error("spool segment %d: %d bytes at offset %d fail their checksum; the readings "
                   "in them cannot be recovered (bytes kept in %s). Legible: %s", segment,
