@@ -193,22 +193,6 @@ class Collector:
             if self._save_state(detect if due else None) and due:
                 last_snapshot = time.monotonic()
 
-    async def _keep_later(self, reject: Reject) -> None:
-        attempt = 0
-        while True:
-            delay = backoff(attempt, 0.5, self.settings.influx.retry_max_s)
-            attempt += 1
-            log.error("dead letters cannot be written (%s); holding the message "
-                      "(unacknowledged), trying again in %.1f s", self.deadletters.failing,
-                      delay)
-            await asyncio.sleep(delay)
-            try:
-                self.deadletters.add(reject)
-                log.info("dead letters can be written again")
-                return
-            except StorageError:
-                continue
-
     async def _kpi(self, reg: registry.Registry, writer: InfluxWriter) -> list[Point]:
         kpis = await kpi.compute(reg, writer.query, self.settings.kpi)
         return kpi.points(kpis, int(time.time() * 1000))
@@ -260,11 +244,23 @@ class Collector:
                                     extra, last_write), *alerts]
 
     async def _keep(self, reject: Reject) -> None:
+        """Keep a refusal; while the dead letters cannot be written (disk full) the message
+        is held, unacknowledged, and the append retried with backoff."""
         log.debug("rejected %s on %s: %s", reject.reason, reject.topic, reject.detail)
-        try:
-            self.deadletters.add(reject)
-        except StorageError:
-            await self._keep_later(reject)
+        attempt = 0
+        while True:
+            try:
+                self.deadletters.add(reject)
+            except StorageError as exc:
+                delay = backoff(attempt, 0.5, self.settings.influx.retry_max_s)
+                attempt += 1
+                log.error("%s; holding the message (unacknowledged), trying again in %.1f s",
+                          exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if attempt:
+                log.info("dead letters can be written again")
+            return
 
     def _bad_line(self, line: bytes, server_text: str) -> None:
         log.error("InfluxDB refused a line, kept in the dead letters: %s", server_text)

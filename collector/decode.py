@@ -54,13 +54,12 @@ class Decoder:
     def decode(self, msg: Inbound) -> tuple[list[Decoded], list[Reject]]:
         """Decode one message into accepted objects and refusals."""
         try:
-            where, objects = self._open(msg)
+            where, objects, in_array = self._open(msg)
         except Rejected as exc:
             payload = msg.payload[: self._settings.max_payload_bytes]
             return [], [Reject(msg.topic, payload, exc.reason, exc.detail, msg.received_ms)]
         accepted: list[Decoded] = []
         rejects: list[Reject] = []
-        in_array = len(objects) > 1 or msg.payload.lstrip()[:1] == b"["
         for obj in objects:
             try:
                 accepted.append(self._one(where, obj, msg.received_ms, in_array))
@@ -69,7 +68,8 @@ class Decoder:
                 rejects.append(Reject(msg.topic, raw, exc.reason, exc.detail, msg.received_ms))
         return accepted, rejects
 
-    def _open(self, msg: Inbound) -> tuple[DeviceTopic, list[Any]]:
+    def _open(self, msg: Inbound) -> tuple[DeviceTopic, list[Any], bool]:
+        """The topic, the objects, and whether they came as an array."""
         size, limit = len(msg.payload), self._settings.max_payload_bytes
         if size > limit:
             raise Rejected("too_large", f"payload of {size} bytes is over the {limit}-byte limit")
@@ -78,15 +78,15 @@ class Decoder:
         except topics.TopicError as exc:
             raise Rejected("bad_topic", str(exc)) from exc
         if where.channel == "status":
-            return where, [_status_text(msg.payload)]
+            return where, [_status_text(msg.payload)], False
         try:
             value = orjson.loads(msg.payload)
         except orjson.JSONDecodeError as exc:
             raise Rejected("bad_json", f"not JSON: {exc}") from exc
         if isinstance(value, dict):
-            return where, [value]
+            return where, [value], False
         if isinstance(value, list) and value:
-            return where, value
+            return where, value, True
         raise Rejected("bad_json", "payload must be a JSON object or a non-empty array of objects")
 
     def _one(self, where: DeviceTopic, obj: Any, received_ms: int, in_array: bool) -> Decoded:

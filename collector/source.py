@@ -23,9 +23,10 @@ Any in-flight window: a broker sends at most so many unacknowledged messages (Mo
 So when the broker falls silent for ``stall_flush_ms`` with messages unacknowledged, the
 source calls ``on_stall`` (the batcher writes once its batch is ``influx.min_batch_age_ms``
 old, or at once when the learnt window is full): the drain rate is the window over the write
-latency, not over the 1 s batch age. The source learns the window (the same number of
-unacknowledged messages at several stalls in a row), shows it in the self-metrics and warns
-once, naming the broker setting to raise, when it is smaller than a batch.
+latency, not over the 1 s batch age. The source learns the window (``Window``: the same
+number of unacknowledged messages at several stalls in a row, each ended right after our
+acknowledgements), shows it in the self-metrics and warns once, naming the broker setting to
+raise, when it is smaller than a batch.
 """
 
 from __future__ import annotations
@@ -385,10 +386,9 @@ class MqttSource:
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1 without waiting (alerts): sent now, or once connected again, and
         again after every reconnect until the broker acknowledges it."""
-        connected = self._conn is not None and self._conn.subscribed and \
-            not self._conn.lost.done()
-        self.outbox.publish(topic, payload, self._conn.write if connected and self._conn
-                            else None)
+        conn = self._conn
+        connected = conn is not None and conn.subscribed and not conn.lost.done()
+        self.outbox.publish(topic, payload, conn.write if connected and conn else None)
 
     def stop_taking(self) -> None:
         self._taking = False

@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 
 from devices.registry import from_mapping
@@ -63,6 +65,23 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str,
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
+def publish(port: int, messages: list[tuple[str, bytes]], client_id: str = "") -> None:
+    """Publish at QoS 1 as a device would, and wait for every PUBACK."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                         client_id=client_id or f"dev-{uuid.uuid4().hex[:8]}")
+    client.max_inflight_messages_set(1000)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(30)
+            assert info.is_published()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
     server = servers.start_mosquitto(tmp_path_factory.mktemp("mosquitto"))
@@ -89,8 +108,14 @@ class Stack:
     database: str
     collector: subprocess.Popen[bytes]
 
-    def query(self, q: str) -> list[dict]:
-        return servers.influx_query(self.influx_url, self.database, q)
+    def query(self, q: str, missing_ok: bool = False) -> list[dict]:
+        """The series of ``q``; with ``missing_ok``, none before the database exists."""
+        try:
+            return servers.influx_query(self.influx_url, self.database, q)
+        except servers.ServerError as exc:
+            if missing_ok and "database not found" in str(exc):
+                return []
+            raise
 
     def sct(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "collector", *args], env=self.env,

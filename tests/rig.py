@@ -10,6 +10,19 @@ from loadgen import Load
 from simulators import servers
 
 
+def landed(stack: Stack, load: Load) -> int:
+    """Distinct readings of ``load`` in ``stack``'s InfluxDB (each has its own ts)."""
+    return points(stack, load, f"time >= {load.base_ms}ms AND time < "
+                               f"{load.base_ms + load.count}ms")
+
+
+def points(stack: Stack, load: Load, where: str) -> int:
+    """Points of ``load``'s kinds matching ``where`` (0 before the database exists)."""
+    series = stack.query(f"SELECT count(*) FROM /.*/ WHERE {where}", missing_ok=True)
+    return sum(max(v for v in s["values"][0][1:] if v is not None) for s in series
+               if s["name"] in load.per_kind)
+
+
 class Rig:
     """Servers and a collector of one test, each restartable on its own port and data."""
 
@@ -33,19 +46,11 @@ class Rig:
 
     def landed(self, load: Load) -> int:
         """Distinct readings of ``load`` in InfluxDB."""
-        return self.points(load, f"time >= {load.base_ms}ms "
-                                 f"AND time < {load.base_ms + load.count}ms")
+        return landed(self.stack, load)
 
     def points(self, load: Load, where: str) -> int:
         """Points of ``load``'s kinds matching ``where`` (0 before the database exists)."""
-        try:
-            series = self.stack.query(f"SELECT count(*) FROM /.*/ WHERE {where}")
-        except servers.ServerError as exc:
-            if "database not found" in str(exc):
-                return 0
-            raise
-        return sum(max(v for v in s["values"][0][1:] if v is not None) for s in series
-                   if s["name"] in load.per_kind)
+        return points(self.stack, load, where)
 
     def stop(self) -> None:
         if self.stack.collector.poll() is None:

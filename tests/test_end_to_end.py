@@ -18,7 +18,7 @@ import orjson
 import paho.mqtt.client as paho
 import pytest
 import yaml
-from conftest import Stack, wait_for
+from conftest import Stack, publish, wait_for
 from corpus import INJECTIONS, hostile
 
 from collector.deadletter import from_json
@@ -86,15 +86,7 @@ def test_every_simulated_reading_lands_once_with_its_tags(stack: Stack) -> None:
 
 
 def _publish(stack: Stack, messages: list[tuple[str, bytes]]) -> None:
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="sct-test-sender")
-    client.connect("127.0.0.1", stack.mqtt_port)
-    client.loop_start()
-    try:
-        for topic, payload in messages:
-            client.publish(topic, payload, qos=1).wait_for_publish(10)
-    finally:
-        client.loop_stop()
-        client.disconnect()
+    publish(stack.mqtt_port, messages, "sct-test-sender")
 
 
 def test_every_reject_reason_is_dead_lettered_and_nothing_reaches_influxdb(stack: Stack) -> None:

@@ -155,7 +155,7 @@ class AlertBook:
                                             ensure_ascii=False).encode())
 
 
-_ALERT_FIELDS = {f.name: f.type for f in fields(Alert)}
+_ALERT_FIELDS = frozenset(f.name for f in fields(Alert))
 
 
 def _alert(record: object) -> Alert:
@@ -164,7 +164,7 @@ def _alert(record: object) -> Alert:
     Raises:
         ValueError: not an alert record.
     """
-    if not isinstance(record, dict) or set(record) != set(_ALERT_FIELDS):
+    if not isinstance(record, dict) or set(record) != _ALERT_FIELDS:
         raise ValueError(f"not an alert record: {str(record)[:80]}")
     for name in ("rule", "state", "severity", "device", "kind", "community", "city",
                  "message"):

@@ -12,7 +12,7 @@ waits, which stops the batcher, which stops the source reading the broker.
 
 Disk full is an outage, not a crash: when the spool cannot be written, ``deliver`` does not
 return (so nothing is acknowledged and the broker keeps the messages); it tries InfluxDB and
-the spool again with backoff until one of them takes the batch. ``spool.failing`` says why
+the spool again with backoff until one of them takes the batch. ``holding`` says why
 meanwhile, and the collector raises its ``storage_full`` alert from it.
 """
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.errors import StorageError
-from collector.files import set_aside
+from collector.files import set_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,7 @@ class Spool:
         self.lines = 0                # lines in unread records
         #: Offsets of the intact, unread records of each segment, in order.
         self._records: dict[int, list[int]] = {}
-        self._line_counts: dict[tuple[int, int], int] = {}
-        #: Why the last append failed (disk full, ...), or None while appends succeed.
-        self.failing: str | None = None
-        #: Damaged records found on open, and the lines they held (when still legible).
+        #: Damaged records found on open.
         self.damaged_records = 0
 
     # --- state -------------------------------------------------------------------------
@@ -188,10 +185,7 @@ class Spool:
             self._read = (segment, records[start] if start < len(records) else at)
         unread = records[start:]
         self._records[segment] = unread
-        for offset in unread:
-            lines = HEADER.unpack_from(data, offset)[2]
-            self._line_counts[(segment, offset)] = lines
-            self.lines += lines
+        self.lines += sum(HEADER.unpack_from(data, offset)[2] for offset in unread)
 
     @staticmethod
     def _believed(segment: int, records: list[int], offset: int, end: int) -> int:
@@ -248,12 +242,9 @@ class Spool:
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
-            self.failing = f"{type(exc).__name__}: {exc}"
             self._truncate(segment, at)
             raise StorageError(f"spool {self._dir}: {exc}") from exc
-        self.failing = None
         self._records[segment].append(at)
-        self._line_counts[(segment, at)] = lines
         self._sizes[segment] += len(record)
         self.lines += lines
 
@@ -297,7 +288,7 @@ class Spool:
             position = (self._segments[self._segments.index(record.segment) + 1], 0)
         self._save(position)
         self._records[record.segment] = rest
-        self.lines -= self._line_counts.pop((record.segment, record.offset), record.lines)
+        self.lines -= record.lines
         if position[0] != record.segment:
             self._path(record.segment).unlink()
             self._segments.remove(record.segment)
@@ -317,12 +308,8 @@ class Spool:
         self._read = (0, 0)
 
     def _save(self, position: tuple[int, int]) -> None:
-        temporary = self._dir / "commit.tmp"
-        with temporary.open("w") as handle:
-            json.dump({"segment": position[0], "offset": position[1]}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(self._dir / "commit")
+        write_atomic(self._dir / "commit",
+                     json.dumps({"segment": position[0], "offset": position[1]}).encode())
         self._read = position
 
     def _path(self, segment: int) -> Path:
