@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -106,6 +106,64 @@ class MqttSettings(Section):
         if self.cert_file and self.key_file:
             context.load_cert_chain(str(self.cert_file), str(self.key_file))
         return context
+
+
+class SourceSettings(Section):
+    """Where messages come from: ``mqtt`` (one broker, the default) or ``amqp`` (partitioned
+    queues on a RabbitMQ cluster; README, "Scaling out")."""
+
+    kind: Literal["mqtt", "amqp"] = "mqtt"
+
+
+class AmqpSettings(Section):
+    """The RabbitMQ cluster of the ``amqp`` source, and the topology ``sct cluster setup``
+    declares on it. Devices publish over MQTT to RabbitMQ's MQTT plugin; the collectors
+    consume the partition queues over AMQP 0-9-1."""
+
+    #: The cluster's nodes, tried in turn (``SCT_AMQP__URLS='["amqp://h1:5672/", ...]'``).
+    urls: list[str] = Field(default_factory=lambda: ["amqp://127.0.0.1:5672/"], min_length=1)
+    #: Override the URLs' user and password (keeps the secret out of the URL list).
+    username: str | None = None
+    password: SecretStr | None = None
+    #: Names of the exchanges, queues and streams (``<prefix>.partition.<n>``, ...).
+    prefix: str = Field("sct", pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    #: Partition queues; fixed once chosen (a community's partition is a hash modulo it).
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 16
+    #: Messages the broker sends each consumer before waiting for acknowledgements: with
+    #: acknowledgements held until InfluxDB has the readings, this is the backpressure.
+    prefetch: Annotated[int, Field(ge=1, le=65_535)] = 2_000
+    #: The collectors sharing the partitions (their ``metrics.instance``): each subscribes
+    #: first to its share (round robin over the sorted names); without it, to a half picked
+    #: by a hash of its own name.
+    peers: list[str] = Field(default_factory=list)
+    #: How long a collector waits before standing by on the partitions not its own.
+    standby_delay_s: Annotated[float, Field(ge=0)] = 5.0
+    #: Deliveries after which a message that keeps failing goes to the dead letters
+    #: (reason ``poison``); x-delivery-limit of the partition queues.
+    delivery_limit: Annotated[int, Field(ge=1)] = 5
+    #: A partition queue's bound; past it RabbitMQ refuses publishes (the MQTT device is
+    #: disconnected and publishes again later) instead of dropping.
+    max_length: Annotated[int, Field(ge=1000)] = 5_000_000
+    #: The dead-letter stream's size bound (oldest records go first).
+    deadletter_max_mb: Positive = 10_240.0
+    connect_timeout_s: Positive = 10.0
+    reconnect_min_s: Positive = 0.5
+    reconnect_max_s: Positive = 30.0
+
+    @field_validator("urls")
+    @classmethod
+    def _amqp_urls(cls, value: list[str]) -> list[str]:
+        return [_url(url, ("amqp", "amqps")) for url in value]
+
+    def credentials(self, url: str) -> str:
+        """``url`` with ``username``/``password`` put in, when set."""
+        if self.username is None:
+            return url
+        parts = urlsplit(url)
+        secret = self.password.get_secret_value() if self.password else ""
+        netloc = f"{quote(self.username, safe='')}:{quote(secret, safe='')}@" \
+                 f"{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+        return parts._replace(netloc=netloc).geturl()
 
 
 class InfluxSettings(Section):
@@ -247,7 +305,9 @@ class Settings(BaseSettings):
         env_prefix="SCT_", env_nested_delimiter="__", extra="forbid", case_sensitive=False,
     )
 
+    source: SourceSettings = SourceSettings()
     mqtt: MqttSettings = MqttSettings()
+    amqp: AmqpSettings = AmqpSettings()
     influx: InfluxSettings = InfluxSettings()
     registry: RegistrySettings = RegistrySettings()
     storage: StorageSettings = StorageSettings()
