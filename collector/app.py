@@ -20,20 +20,21 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from collector import kpi
-from collector.deadletter import INFLUX_TOPIC, DeadLetterStore
+from collector.deadletter import INFLUX_TOPIC, DeadLetterStore, to_json
 from collector.decode import Decoder
 from collector.detect.alerts import Alert, AlertBook
 from collector.detect.stage import DetectStage
 from collector.enrich import Enricher
-from collector.errors import StorageError, WriteError
+from collector.errors import ConfigError, StorageError, WriteError
 from collector.health import Health
 from collector.health import Reading as HealthReading
 from collector.metrics import Counters
 from collector.pipeline import Pipeline
-from collector.records import Claim, Inbound, Reject
+from collector.records import Claim, Inbound, Reject, Source
 from collector.settings import Settings
 from collector.sink.batcher import Batcher
 from collector.sink.durable import DurableSink
@@ -41,7 +42,7 @@ from collector.sink.influx import InfluxWriter
 from collector.sink.lineprotocol import encode
 from collector.sink.retry import RetryingWriter, backoff
 from collector.sink.spool import Spool
-from collector.source import MqttSource, Ticket
+from collector.source import MqttSource
 from collector.stamps import StampJournal
 from collector.supervise import Supervisor
 from devices import registry, topics
@@ -73,13 +74,23 @@ class Collector:
         self._detect: DetectStage | None = None
         self._writer: RetryingWriter | None = None
         self._sink: DurableSink | None = None
+        #: Cluster mode: refusals go to the replicated dead-letter stream.
+        self._keeper: Callable[[bytes, dict[str, Any]], Awaitable[None]] | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Collect until ``stop`` is set, then flush and return."""
+        """Collect until ``stop`` is set, then flush and return.
+
+        Raises:
+            ConfigError: in ``amqp`` mode, the cluster lacks the topology (named).
+        """
         s = self.settings
         reg = registry.load(s.registry.path)
         log.info("registry %s: %d communities, %d devices", s.registry.path,
                  len(reg.communities), len(reg.devices))
+        if s.source.kind == "amqp":
+            await self._run_cluster(reg, stop)
+            return
         self.book.load()
         detect = self._detect = DetectStage(reg, s.detect, self.book)
         detect.restore(self.detect_state)
@@ -98,27 +109,69 @@ class Collector:
                 sink = self._sink = DurableSink(retrying, self.spool, self.counters,
                                    retry_max_s=s.influx.retry_max_s)
                 batcher = Batcher(s.influx, sink.deliver)
-                kpi_job = functools.partial(self._kpi, reg, writer)
-                await self._serve(pipeline, sink, batcher, detect, stop, kpi_job)
+                source = MqttSource(s.mqtt, topics.subscriptions(s.mqtt.topic_root),
+                                    batcher.flush_held, s.influx.batch_size)
+                kpi_job = functools.partial(self._kpi, reg, writer, None)
+                await self._serve(pipeline, source, batcher, detect, stop, kpi_job,
+                                  [sink.replay])
         finally:
             self.stamps.close()
             self.deadletters.close()
 
-    async def _serve(self, pipeline: Pipeline, sink: DurableSink, batcher: Batcher,
+    async def _run_cluster(self, reg: registry.Registry, stop: asyncio.Event) -> None:
+        """The ``amqp`` source: the replicated queues are the buffer, so nothing is spooled
+        or dead-lettered on this machine's disk, and state comes from InfluxDB on take-over
+        (README, "Scaling out")."""
+        from collector.cluster import topology
+        from collector.cluster.broker import connect
+        from collector.cluster.source import AmqpSource
+        from collector.cluster.takeover import LastSeen, Takeover
+
+        s = self.settings
+        connection, _ = await connect(s.amqp, name=f"sct check {s.metrics.instance}")
+        try:
+            lacking = await topology.missing(connection, s.amqp, s.mqtt.topic_root,
+                                             sorted(reg.communities))
+        finally:
+            await connection.close()
+        if lacking:
+            raise ConfigError("the cluster lacks " + "; ".join(lacking) +
+                              " (run: sct cluster setup --registry FILE)")
+        detect = self._detect = DetectStage(reg, s.detect, self.book)
+        last = LastSeen()
+        self.stamps.open()
+        pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
+                            self.counters, detect, self.stamps.stamp, last.fresh)
+        try:
+            async with InfluxWriter(s.influx) as writer:
+                # No spool: a batch is acknowledged once InfluxDB has it, retried until then.
+                retrying = self._writer = RetryingWriter(writer, s.influx, self._bad_line,
+                                                         self.counters)
+                batcher = Batcher(s.influx, retrying.write)
+                takeover = Takeover(reg, s.amqp.partitions, detect, last, writer.query)
+                source = AmqpSource(s.amqp, s.metrics.instance, batcher.flush_held,
+                                    takeover.warm, takeover.forget, s.mqtt.stall_flush_ms)
+                self._keeper = source.keep
+                kpi_job = functools.partial(self._kpi, reg, writer,
+                                            lambda: takeover.communities(source.active))
+                await self._serve(pipeline, source, batcher, detect, stop, kpi_job, [])
+        finally:
+            self.stamps.close()
+
+    async def _serve(self, pipeline: Pipeline, source: Source, batcher: Batcher,
                      detect: DetectStage, stop: asyncio.Event,
-                     kpi_job: Callable[[], Awaitable[list[Point]]]) -> None:
+                     kpi_job: Callable[[], Awaitable[list[Point]]],
+                     more: list[Callable[[], Coroutine[Any, Any, None]]]) -> None:
         root = self.settings.mqtt.topic_root
-        source = MqttSource(self.settings.mqtt, topics.subscriptions(root), batcher.flush_held,
-                            self.settings.influx.batch_size)
         self._publish = lambda alert: source.publish(alert.topic(root), alert.payload())
 
-        async def handle(msg: Inbound, ticket: Ticket) -> None:
+        async def handle(msg: Inbound, ticket: Claim) -> None:
             await self.handle(pipeline, batcher, msg, ticket)
 
         side = self.supervisor.run
         async with asyncio.TaskGroup() as group:
             background = [
-                group.create_task(batcher.run()), group.create_task(sink.replay()),
+                group.create_task(batcher.run()), *(group.create_task(job()) for job in more),
                 group.create_task(side("metrics", lambda: self._report(batcher, source))),
                 group.create_task(side("watch", lambda: self._watch(batcher, detect))),
                 group.create_task(side("kpi", lambda: self._kpi_schedule(batcher, kpi_job)))]
@@ -164,7 +217,7 @@ class Collector:
             return False
         return True
 
-    async def _flush(self, batcher: Batcher, source: MqttSource) -> None:
+    async def _flush(self, batcher: Batcher, source: Source) -> None:
         budget = SHUTDOWN_FLUSH_S + self.settings.influx.timeout_s
         try:
             await asyncio.wait_for(self._drain(batcher, source), budget)
@@ -174,7 +227,7 @@ class Collector:
                       batcher.pending, budget)
         log.info("stopped: %s", self.counters.summary(batcher.pending))
 
-    async def _drain(self, batcher: Batcher, source: MqttSource) -> None:
+    async def _drain(self, batcher: Batcher, source: Source) -> None:
         await batcher.drain()
         for point in self._metrics_points(batcher, source):
             await batcher.add(encode(point))
@@ -193,9 +246,17 @@ class Collector:
             if self._save_state(detect if due else None) and due:
                 last_snapshot = time.monotonic()
 
-    async def _kpi(self, reg: registry.Registry, writer: InfluxWriter) -> list[Point]:
+    async def _kpi(self, reg: registry.Registry, writer: InfluxWriter,
+                   mine: Callable[[], set[str]] | None) -> list[Point]:
+        """The indicators, stamped at the interval's start: computed twice in one interval
+        (a take-over), the second overwrites the first. In cluster mode only the
+        communities of the partitions this collector is active on (``mine``)."""
         kpis = await kpi.compute(reg, writer.query, self.settings.kpi)
-        return kpi.points(kpis, int(time.time() * 1000))
+        if mine is not None:
+            communities = mine()
+            kpis = [k for k in kpis if k.community in communities]
+        interval_ms = int(self.settings.kpi.interval_s * 1000)
+        return kpi.points(kpis, int(time.time() * 1000) // interval_ms * interval_ms)
 
     async def _kpi_schedule(self, batcher: Batcher,
                             job: Callable[[], Awaitable[list[Point]]]) -> None:
@@ -210,22 +271,18 @@ class Collector:
                             self.settings.kpi.interval_s)
             await asyncio.sleep(self.settings.kpi.interval_s)
 
-    async def _report(self, batcher: Batcher, source: MqttSource) -> None:
+    async def _report(self, batcher: Batcher, source: Source) -> None:
         while True:
             await asyncio.sleep(self.settings.metrics.interval_s)
             log.info("%s", self.counters.summary(batcher.pending))
             for point in self._metrics_points(batcher, source):
                 await batcher.add(encode(point))
 
-    def _metrics_points(self, batcher: Batcher, source: MqttSource) -> list[Point]:
+    def _metrics_points(self, batcher: Batcher, source: Source) -> list[Point]:
         now = time.time()
         now_ms = int(now * 1000)
         extra = {"spool_lines": self.spool.lines, "spool_bytes": self.spool.size,
-                 "unacknowledged": source.unacknowledged,
-                 "inflight_window": source.window.size, "inflight_peak": source.window.peak,
-                 "alerts_unacknowledged": len(source.outbox),
-                 "alerts_dropped": source.outbox.dropped,
-                 "deadletter_dropped": self.deadletters.dropped}
+                 "deadletter_dropped": self.deadletters.dropped, **source.metrics()}
         problems: tuple[str, ...] = ()
         if self._detect is not None:
             extra.update({f"detect_errors_{rule}": n
@@ -247,6 +304,9 @@ class Collector:
         """Keep a refusal; while the dead letters cannot be written (disk full) the message
         is held, unacknowledged, and the append retried with backoff."""
         log.debug("rejected %s on %s: %s", reject.reason, reject.topic, reject.detail)
+        if self._keeper is not None:
+            await self._keeper(to_json(reject), {"reason": reject.reason})
+            return
         attempt = 0
         while True:
             try:
@@ -263,9 +323,16 @@ class Collector:
             return
 
     def _bad_line(self, line: bytes, server_text: str) -> None:
-        log.error("InfluxDB refused a line, kept in the dead letters: %s", server_text)
+        log.error("InfluxDB refused a line, kept in the dead letters: %s (%r)", server_text,
+                  line[:200])
         reject = Reject(INFLUX_TOPIC, line, "influx_rejected", server_text,
                         int(time.time() * 1000))
+        if self._keeper is not None:
+            # In cluster mode to the replicated dead letters; not awaited (called from
+            # inside a write), so logged whole above in case the cluster is unreachable.
+            self._tasks.add(task := asyncio.ensure_future(self._keep(reject)))
+            task.add_done_callback(self._tasks.discard)
+            return
         try:
             self.deadletters.add(reject)
         except StorageError as exc:

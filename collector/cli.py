@@ -4,6 +4,7 @@ Each package registers its own commands with a ``register(subparsers)`` function
 an entry point of the group ``sct.commands`` (``pyproject.toml``):
 
     collector.commands    collect, deadletter list|replay, alerts, kpi, detect replay
+    collector.cluster.commands   cluster setup
     simulators.commands   simulate, registry generate, demo
     dashboards.commands   dashboards build|push, report
     security.commands     security generate
@@ -33,8 +34,8 @@ log = logging.getLogger("sct")
 
 GROUP = "sct.commands"
 #: The parts when the package's metadata is not there (run from a source tree).
-PARTS = ("collector.commands", "simulators.commands", "dashboards.commands",
-         "security.commands")
+PARTS = ("collector.commands", "collector.cluster.commands", "simulators.commands",
+         "dashboards.commands", "security.commands")
 
 Commands = Any  # argparse's private _SubParsersAction: what ``register`` receives
 

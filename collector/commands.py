@@ -65,6 +65,8 @@ def _deadletter_list(args: argparse.Namespace) -> int:
     from collector.deadletter import DeadLetterStore, to_json
 
     settings = config.load(args.config)
+    if settings.source.kind == "amqp":
+        return _cluster_deadletters(settings, args)
     store = DeadLetterStore(settings.storage.dir, 0)
     shown = deque(store.read(args.reason), maxlen=max(1, args.limit))
     for reject in shown:
@@ -87,6 +89,8 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     from collector.replay import replay
 
     settings = config.load(args.config)
+    if settings.source.kind == "amqp":
+        return _cluster_deadletters(settings, args, replaying=True)
     try:
         outcome = asyncio.run(replay(settings, args.reason))
     except WriteError as exc:
@@ -97,6 +101,43 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     print(f"replayed {outcome.replayed} dead letters: {outcome.written} lines written, "
           f"{sum(outcome.still_failing.values())} still failing ({failing or 'none'})")
     return 0
+
+
+def _cluster_deadletters(settings: config.Settings, args: argparse.Namespace,
+                         replaying: bool = False) -> int:
+    """``deadletter list`` and ``replay`` in cluster mode: the replicated stream."""
+    from collector.cluster import deadletters
+    from collector.cluster.broker import connect
+    from collector.cluster.topology import Names
+    from collector.deadletter import to_json
+
+    names = Names(settings.amqp.prefix)
+
+    async def run() -> int:
+        connection, _ = await connect(settings.amqp, name="sct deadletter")
+        try:
+            if replaying:
+                done, skipped = await deadletters.replay(connection, names, args.reason)
+                print(f"replayed {done} dead letters to their topics ({skipped} InfluxDB "
+                      "refusals left as they are)")
+                return 0
+            found = await deadletters.records(connection, names, args.reason)
+        finally:
+            await connection.close()
+        shown = found[-max(1, args.limit):]
+        for offset, reject in shown:
+            if args.json:
+                sys.stdout.buffer.write(to_json(reject))
+            else:
+                payload = reject.payload[:120].decode("utf-8", "replace")
+                print(f"{reject.received_ms}  {reject.reason:<18} {reject.topic}  "
+                      f"(offset {offset})\n    {reject.detail}\n    payload: {payload}")
+        if not args.json:
+            print(f"{len(shown)} shown of {len(found)} in the stream {names.deadletters}",
+                  file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
 
 
 def _kpi(args: argparse.Namespace) -> int:

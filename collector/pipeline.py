@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Gives a reading without ``ts`` of (message, device) its stamp.
 Stamper = Callable[[Inbound, str], Stamp]
+#: Which accepted readings detection sees (cluster mode: not those redelivered).
+Fresh = Callable[[list[Decoded]], list[Decoded]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +51,14 @@ class Pipeline:
     """Decode, stamp, enrich and encode one message, then detect; counting what happens."""
 
     def __init__(self, decoder: Decoder, enricher: Enricher, counters: Counters,
-                 detect: DetectStage | None = None, stamper: Stamper | None = None) -> None:
+                 detect: DetectStage | None = None, stamper: Stamper | None = None,
+                 fresh: Fresh | None = None) -> None:
         self._decoder = decoder
         self._enricher = enricher
         self._counters = counters
         self._detect = detect
         self._stamper = stamper
+        self._fresh = fresh
 
     def process(self, msg: Inbound) -> Processed:
         """Everything one message produces."""
@@ -74,6 +78,8 @@ class Pipeline:
         for reject in rejects:
             counters.reject(reject.reason)
         alerts: list[Alert] = []
+        if self._fresh is not None and accepted:
+            accepted = self._fresh(accepted)
         if self._detect is not None and accepted:
             alerts = self._detect.observe_many(accepted)
             counters.alerts += len(alerts)

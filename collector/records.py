@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,3 +47,25 @@ class Reject:
     reason: str
     detail: str
     received_ms: int
+
+
+class Source(Protocol):
+    """Where messages come from (``source.kind``): the MQTT source or the cluster's AMQP one.
+
+    ``run`` hands every message to ``handle`` with its claim, until ``stop_taking`` then
+    ``close``; ``publish`` sends an alert back to operators' MQTT clients."""
+
+    @property
+    def unacknowledged(self) -> int: ...
+
+    async def run(self, handle: Callable[[Inbound, Claim], Awaitable[None]]) -> None: ...
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+    def stop_taking(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def metrics(self) -> dict[str, int]:
+        """Figures for the self-metrics point, by field name."""
+        ...

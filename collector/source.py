@@ -383,6 +383,11 @@ class MqttSource:
         """Messages received on this connection and not yet acknowledged."""
         return len(self._conn.acks) if self._conn else 0
 
+    def metrics(self) -> dict[str, int]:
+        return {"unacknowledged": self.unacknowledged, "inflight_window": self.window.size,
+                "inflight_peak": self.window.peak, "alerts_unacknowledged": len(self.outbox),
+                "alerts_dropped": self.outbox.dropped}
+
     def publish(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 1 without waiting (alerts): sent now, or once connected again, and
         again after every reconnect until the broker acknowledges it."""

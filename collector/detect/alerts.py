@@ -141,6 +141,15 @@ class AlertBook:
         for alert in alerts:
             self._open[(alert.device, alert.rule)] = alert
 
+    def reopen(self, alert: Alert) -> None:
+        """An alert raised elsewhere (by the collector this one took over from) is open."""
+        self._open[(alert.device, alert.rule)] = alert
+
+    def close_all(self, devices: set[str]) -> None:
+        """Forget the open alerts of ``devices`` (another collector holds them now)."""
+        for key in [key for key in self._open if key[0] in devices]:
+            del self._open[key]
+
     def changed(self) -> None:
         """Save at the next :meth:`save` even if nothing changed (the last save failed)."""
         self._changed = True

@@ -199,6 +199,15 @@ class DetectStage:
                 alerts.append(alert)
         return alerts
 
+    def forget(self, devices: list[str]) -> None:
+        """Drop what is known of ``devices`` (cluster mode: another collector holds them)."""
+        gone = set(devices)
+        for device in gone:
+            self._state.pop(device, None)
+            self._seen.pop(device, None)
+        self._detectors = {key: d for key, d in self._detectors.items() if key[0] not in gone}
+        self.book.close_all(gone)
+
     def snapshot(self, path: Path) -> None:
         """Save the detector state (atomically: write, fsync, rename)."""
         write_atomic(path, pickle.dumps(

@@ -1,0 +1,343 @@
+"""Source ``amqp``: the partition queues of a RabbitMQ cluster, each on a channel of its own.
+
+Every collector consumes every partition; each queue has a single active consumer, so the
+broker makes one collector active on it and the others stand by, and hands it to a standby
+when the active one's connection dies. RabbitMQ 3.10 gives a queue to whichever consumer
+subscribed first and never rebalances, so a collector subscribes first to its own share
+(:func:`own_share`) and to the rest ``standby_delay_s`` later: two collectors split the work
+and each still stands by for the other's partitions.
+
+A collector counts itself active on a partition from its first delivery there; before that
+message is handled, ``on_active(partition)`` runs (the take-over warm-up).
+
+Acknowledge after durable, as the MQTT source: a message's ticket is held by everything it
+produced; once released the message is acknowledged, in delivery order per partition (one
+``basic.ack`` with ``multiple`` for each settled run). Backpressure is the prefetch: the
+broker sends a consumer at most ``amqp.prefetch`` unacknowledged messages.
+
+Per-device order: a device belongs to one community, a community to one partition, a
+partition to one consumer that handles its deliveries in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from collector.cluster.broker import FAILURES, Connection, connect, where
+from collector.cluster.topology import MQTT_EXCHANGE, Names
+from collector.errors import BrokerError
+from collector.records import Inbound
+from collector.settings import AmqpSettings
+
+log = logging.getLogger(__name__)
+
+
+def own_share(instance: str, peers: list[str], partitions: int) -> set[int]:
+    """The partitions a collector subscribes to first: round robin over the sorted peers
+    when ``instance`` is one of them, else half of them picked by a hash of its name."""
+    if instance in peers:
+        ranked = sorted(set(peers))
+        rank = ranked.index(instance)
+        return {n for n in range(partitions) if n % len(ranked) == rank}
+    parity = zlib.crc32(instance.encode()) % 2
+    return {n for n in range(partitions) if n % 2 == parity}
+
+
+_RUNNING: set[asyncio.Future[None]] = set()
+
+
+def _background(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` without waiting for it (an acknowledgement, an alert), holding a
+    reference until it is done."""
+    task = asyncio.ensure_future(work)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+
+
+class AmqpTicket:
+    """One delivery's acknowledgement; sent once nothing holds it any more."""
+
+    __slots__ = ("_acks", "_holds", "tag")
+
+    def __init__(self, acks: _Acks, tag: int) -> None:
+        self._acks = acks
+        self.tag = tag
+        self._holds = 1
+
+    @property
+    def settled(self) -> bool:
+        return self._holds == 0
+
+    def hold(self) -> None:
+        self._holds += 1
+
+    def release(self) -> None:
+        self._holds -= 1
+        if self._holds == 0:
+            self._acks.send_settled()
+
+
+class _Acks:
+    """One partition channel's deliveries, acknowledged in order."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+        self._tickets: deque[AmqpTicket] = deque()
+        self._upto = 0
+        self._open = True
+
+    def __len__(self) -> int:
+        return len(self._tickets)
+
+    def track(self, tag: int) -> AmqpTicket:
+        ticket = AmqpTicket(self, tag)
+        self._tickets.append(ticket)
+        return ticket
+
+    def send_settled(self) -> None:
+        tickets = self._tickets
+        if not self._upto and tickets and tickets[0].settled:
+            asyncio.get_running_loop().call_soon(self._flush)
+        while tickets and tickets[0].settled:
+            self._upto = tickets.popleft().tag
+
+    def _flush(self) -> None:
+        upto, self._upto = self._upto, 0
+        if self._open and upto:
+            _background(self._ack(upto))
+
+    async def _ack(self, upto: int) -> None:
+        try:
+            await (await self._channel.get_underlay_channel()).basic_ack(upto, multiple=True)
+        except FAILURES as exc:
+            # The channel is gone: the broker delivers these messages again.
+            log.debug("acknowledgement up to %d not sent (%s)", upto, exc)
+
+    def close(self) -> None:
+        # Delivery tags belong to their channel: after it, the broker redelivers instead.
+        self._open = False
+        self._tickets.clear()
+
+
+Handler = Callable[[Inbound, AmqpTicket], Awaitable[None]]
+Delivery = tuple[int, AbstractIncomingMessage, AmqpTicket]
+
+
+class AmqpSource:
+    """Consumes the partition queues and feeds every message to a handler."""
+
+    def __init__(self, settings: AmqpSettings, instance: str,
+                 on_stall: Callable[[bool], Awaitable[float]] | None = None,
+                 on_active: Callable[[int], Awaitable[None]] | None = None,
+                 on_lost: Callable[[set[int]], None] | None = None,
+                 stall_flush_ms: float = 3.0) -> None:
+        self._settings = settings
+        self._names = Names(settings.prefix)
+        self._instance = instance
+        self._on_stall = on_stall
+        self._on_active = on_active
+        self._on_lost = on_lost
+        self._stall_s = stall_flush_ms / 1000
+        self._own = own_share(instance, settings.peers, settings.partitions)
+        self._taking = True
+        self._closed = asyncio.Event()
+        self._inbox: deque[Delivery] = deque()
+        self._arrived = asyncio.Event()
+        self._acks: dict[int, _Acks] = {}
+        self._connection: Connection | None = None
+        self._publisher: AbstractChannel | None = None
+        self._node = 0
+        #: Partitions this collector is active on (from its first delivery there).
+        self.active: set[int] = set()
+        #: Alerts not published because the cluster was unreachable (they are in InfluxDB).
+        self.alerts_dropped = 0
+        self.redelivered = 0
+
+    @property
+    def unacknowledged(self) -> int:
+        return sum(len(acks) for acks in self._acks.values())
+
+    def metrics(self) -> dict[str, int]:
+        return {"unacknowledged": self.unacknowledged, "partitions_active": len(self.active),
+                "alerts_dropped": self.alerts_dropped}
+
+    def stop_taking(self) -> None:
+        self._taking = False
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """An alert to ``amq.topic`` under the routing key the MQTT plugin gives ``topic``,
+        so operators' MQTT clients receive it; not waited for (it is in InfluxDB too)."""
+        if self._publisher is None or self._publisher.is_closed:
+            self.alerts_dropped += 1
+            return
+        _background(self._publish(self._publisher, topic, payload))
+
+    async def _publish(self, channel: AbstractChannel, topic: str, payload: bytes) -> None:
+        try:
+            exchange = await channel.get_exchange(MQTT_EXCHANGE, ensure=False)
+            await exchange.publish(aio_pika.Message(payload, delivery_mode=2),
+                                   routing_key=topic.replace("/", "."))
+        except FAILURES as exc:
+            self.alerts_dropped += 1
+            log.debug("alert on %s not published (%s)", topic, exc)
+
+    async def keep(self, body: bytes, headers: dict[str, Any]) -> None:
+        """Append a refusal to the dead-letter stream and wait for the broker's confirm,
+        across reconnects: the message it came from is acknowledged only after."""
+        delay = self._settings.reconnect_min_s
+        while True:
+            connection = self._connection
+            if connection is not None and not connection.is_closed:
+                try:
+                    channel = await connection.channel(publisher_confirms=True)
+                    try:
+                        exchange = await channel.get_exchange(self._names.deadletters,
+                                                              ensure=False)
+                        await exchange.publish(aio_pika.Message(
+                            body, headers=headers, delivery_mode=2), routing_key="")
+                        return
+                    finally:
+                        with contextlib.suppress(*FAILURES):
+                            await channel.close()
+                except FAILURES as exc:
+                    log.warning("dead letter not confirmed yet (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settings.reconnect_max_s)
+
+    async def run(self, handle: Handler) -> None:
+        """Consume until closed; on a lost connection the next node is tried, with backoff."""
+        delay = self._settings.reconnect_min_s
+        while self._taking:
+            try:
+                await self._session(handle)
+                delay = self._settings.reconnect_min_s
+            except BrokerError as exc:
+                pause = delay * random.uniform(0.5, 1.0)
+                log.warning("AMQP: %s; retrying in %.1f s", exc, pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), pause)
+                delay = min(delay * 2, self._settings.reconnect_max_s)
+
+    async def _session(self, handle: Handler) -> None:
+        connection, self._node = await connect(self._settings, self._node,
+                                               f"sct collector {self._instance}")
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_close(*_: object) -> None:
+            if not lost.done():
+                lost.set_result(None)
+
+        connection.close_callbacks.add(on_close)
+        self._connection = connection
+        try:
+            self._publisher = await connection.channel()
+            log.info("connected to RabbitMQ at %s as %s", where(self._settings.urls[self._node]),
+                     self._instance)
+            tasks: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(self._subscribe(connection, on_close)),
+                asyncio.ensure_future(self._take(handle)), lost,
+                asyncio.ensure_future(self._closed.wait())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in tasks[:2]:
+                    if task.done() and task.exception():
+                        raise BrokerError(str(task.exception())) from task.exception()
+            finally:
+                for task in tasks:
+                    task.cancel()
+        except FAILURES as exc:
+            raise BrokerError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._lose_partitions()
+            self._connection = self._publisher = None
+            with contextlib.suppress(*FAILURES):
+                await connection.close()
+        if lost.done() and self._taking:
+            self._node += 1
+            raise BrokerError(f"connection to {where(self._settings.urls[self._node - 1])} "
+                              "lost")
+
+    def _lose_partitions(self) -> None:
+        for acks in self._acks.values():
+            acks.close()
+        self._acks.clear()
+        self._inbox.clear()     # not acknowledged: delivered again
+        if self.active:
+            log.warning("no longer active on partitions %s", sorted(self.active))
+            if self._on_lost is not None:
+                self._on_lost(set(self.active))
+        self.active.clear()
+
+    async def _subscribe(self, connection: Connection, on_close: Callable[..., None]) -> None:
+        order = sorted(self._own) + sorted(set(range(self._settings.partitions)) - self._own)
+        for count, n in enumerate(order):
+            if count == len(self._own) and self._settings.standby_delay_s:
+                await asyncio.sleep(self._settings.standby_delay_s)
+            channel = await connection.channel()
+            channel.close_callbacks.add(on_close)
+            await channel.set_qos(prefetch_count=self._settings.prefetch)
+            acks = self._acks[n] = _Acks(channel)
+            queue = await channel.get_queue(self._names.partition(n), ensure=False)
+            await queue.consume(self._receiver(n, acks), consumer_tag=f"{self._instance}.{n}")
+        log.info("subscribed to %d partitions (own share first: %s)", len(order),
+                 sorted(self._own))
+        await asyncio.Future()   # keeps the session's task set until it ends
+
+    def _receiver(self, n: int, acks: _Acks) -> Callable[[AbstractIncomingMessage],
+                                                          Awaitable[None]]:
+        async def receive(message: AbstractIncomingMessage) -> None:
+            # Appended before any await: deliveries are handled in the order they came.
+            self._inbox.append((n, message, acks.track(message.delivery_tag or 0)))
+            self._arrived.set()
+        return receive
+
+    async def _take(self, handle: Handler) -> None:
+        inbox = self._inbox
+        while self._taking:
+            if not inbox:
+                await self._wait_or_stall()
+                continue
+            n, message, ticket = inbox.popleft()
+            if n not in self.active:
+                await self._activate(n)
+                if n not in self._acks:     # lost meanwhile
+                    continue
+            self.redelivered += bool(message.redelivered)
+            await handle(Inbound(message.routing_key.replace(".", "/")
+                                 if message.routing_key else "", message.body,
+                                 int(time.time() * 1000), bool(message.redelivered)), ticket)
+        await self._closed.wait()
+
+    async def _activate(self, n: int) -> None:
+        self.active.add(n)
+        log.info("active on partition %d (%s)", n,
+                 "own share" if n in self._own else "taken over")
+        if self._on_active is not None:
+            await self._on_active(n)
+
+    async def _wait_or_stall(self) -> None:
+        self._arrived.clear()
+        if self.unacknowledged and self._on_stall is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), self._stall_s)
+                return
+            full = any(len(acks) >= self._settings.prefetch for acks in self._acks.values())
+            while wait := await self._on_stall(full):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), wait)
+                    return
+        await self._arrived.wait()
