@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -181,3 +182,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mosquitto: servers.Server,
     if running.collector.poll() is None:
         running.collector.kill()
         running.collector.wait()
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three RabbitMQ nodes in one cluster, shared by the whole session (a node takes
+    10-50 s to start here); the test that kills a node runs last."""
+    from simulators.rabbitmq import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("rabbit-cluster"))
+    yield cluster
+    cluster.stop()

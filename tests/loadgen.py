@@ -68,6 +68,9 @@ class Load:
             base = self.base_ms if self.with_ts else 0
             objects = [{stamp: base + first + j, FIELD[kind]: float((first + j) % 90)}
                        for j in range(n)]
+            if kind == "water_meter":   # a cumulative counter: it only goes up
+                for j, obj in enumerate(objects):
+                    obj["total_m3"] = float(first + j)
             payload = orjson.dumps(objects[0] if self.per_message == 1 else objects)
             topic = f"sc/{community}/{kind}/{device}/telemetry"
             # While the broker is away paho keeps the message and sends it after reconnecting.

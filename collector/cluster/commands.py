@@ -8,6 +8,7 @@ from pathlib import Path
 
 from collector import settings as config
 from collector.cli import Commands
+from collector.errors import ConfigError
 
 
 def register(sub: Commands) -> None:
@@ -32,7 +33,7 @@ def _setup(args: argparse.Namespace) -> int:
     amqp = settings.amqp
     if args.partitions is not None:
         if args.partitions < 1:
-            raise config.ConfigError("--partitions must be at least 1")
+            raise ConfigError("--partitions must be at least 1")
         amqp = amqp.model_copy(update={"partitions": args.partitions})
     reg = registry.load(args.registry or settings.registry.path)
 

@@ -283,19 +283,25 @@ class AmqpSource:
         self.active.clear()
 
     async def _subscribe(self, connection: Connection, on_close: Callable[..., None]) -> None:
-        order = sorted(self._own) + sorted(set(range(self._settings.partitions)) - self._own)
-        for count, n in enumerate(order):
-            if count == len(self._own) and self._settings.standby_delay_s:
-                await asyncio.sleep(self._settings.standby_delay_s)
-            channel = await connection.channel()
-            channel.close_callbacks.add(on_close)
-            await channel.set_qos(prefetch_count=self._settings.prefetch)
-            acks = self._acks[n] = _Acks(channel)
-            queue = await channel.get_queue(self._names.partition(n), ensure=False)
-            await queue.consume(self._receiver(n, acks), consumer_tag=f"{self._instance}.{n}")
-        log.info("subscribed to %d partitions (own share first: %s)", len(order),
-                 sorted(self._own))
+        own = sorted(self._own)
+        rest = sorted(set(range(self._settings.partitions)) - self._own)
+        for n in own:
+            await self._consume(connection, on_close, n)
+        log.info("subscribed to partitions %s (own share); standing by on %s in %.0f s",
+                 own, rest, self._settings.standby_delay_s)
+        await asyncio.sleep(self._settings.standby_delay_s)
+        for n in rest:
+            await self._consume(connection, on_close, n)
         await asyncio.Future()   # keeps the session's task set until it ends
+
+    async def _consume(self, connection: Connection, on_close: Callable[..., None],
+                       n: int) -> None:
+        channel = await connection.channel()
+        channel.close_callbacks.add(on_close)
+        await channel.set_qos(prefetch_count=self._settings.prefetch)
+        acks = self._acks[n] = _Acks(channel)
+        queue = await channel.get_queue(self._names.partition(n), ensure=False)
+        await queue.consume(self._receiver(n, acks), consumer_tag=f"{self._instance}.{n}")
 
     def _receiver(self, n: int, acks: _Acks) -> Callable[[AbstractIncomingMessage],
                                                           Awaitable[None]]:

@@ -1,0 +1,236 @@
+"""Cluster mode on a real three-node RabbitMQ cluster (Debian's rabbitmq-server 3.10).
+
+Devices publish over MQTT to the nodes' MQTT plugin; collectors in ``amqp`` mode consume
+the partition queues. Each test has its own topology (``amqp.prefix``) and database on the
+session's cluster and InfluxDB; the test that kills a node comes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import orjson
+import pytest
+from conftest import publish, wait_for
+from loadgen import Load
+
+from collector.cluster.source import own_share
+from simulators import servers
+from simulators.rabbitmq import Cluster
+from simulators.registry_gen import generate, to_yaml
+
+PARTITIONS = 4
+
+
+class ClusterRig:
+    """A registry, a topology and collectors of one test on the shared cluster."""
+
+    def __init__(self, root: Path, cluster: Cluster, influx_port: int, communities: int = 6,
+                 urls: list[str] | None = None) -> None:
+        self.root = root
+        self.cluster = cluster
+        self.prefix = "t" + uuid.uuid4().hex[:8]
+        self.database = self.prefix
+        self.influx_url = f"http://127.0.0.1:{influx_port}"
+        self.registry = root / "registry.yaml"
+        self.registry.write_text(to_yaml(generate(communities, seed=11)), encoding="utf-8")
+        self.urls = urls or cluster.amqp_urls
+        self.collectors: dict[str, subprocess.Popen[bytes]] = {}
+
+    def env(self, instance: str = "sct-x", **extra: str) -> dict[str, str]:
+        return {**os.environ,
+                "SCT_SOURCE__KIND": "amqp",
+                "SCT_AMQP__URLS": orjson.dumps(self.urls).decode(),
+                "SCT_AMQP__PREFIX": self.prefix,
+                "SCT_AMQP__PARTITIONS": str(PARTITIONS),
+                "SCT_AMQP__PEERS": '["sct-a", "sct-b"]',
+                "SCT_AMQP__STANDBY_DELAY_S": "1",
+                "SCT_AMQP__PREFETCH": "500",
+                "SCT_INFLUX__URL": self.influx_url,
+                "SCT_INFLUX__DATABASE": self.database,
+                "SCT_INFLUX__FLUSH_INTERVAL_S": "0.2",
+                "SCT_INFLUX__RETRY_MAX_S": "2",
+                "SCT_REGISTRY__PATH": str(self.registry),
+                "SCT_STORAGE__DIR": str(self.root / instance),
+                "SCT_METRICS__INSTANCE": instance,
+                "SCT_METRICS__INTERVAL_S": "1", **extra}
+
+    def sct(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "collector", *args], env=self.env(),
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def setup(self) -> None:
+        done = self.sct("cluster", "setup")
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def log(self, instance: str) -> str:
+        path = self.root / f"{instance}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def communities(self) -> list[str]:
+        import yaml
+        return [c["id"] for c in yaml.safe_load(self.registry.read_text())["communities"]]
+
+    def active(self, instance: str) -> set[int]:
+        """The partitions a collector said it became active on."""
+        return {int(line.split("active on partition ")[1].split()[0])
+                for line in self.log(instance).splitlines() if "active on partition" in line}
+
+    def start(self, instance: str, **extra: str) -> None:
+        before = self.log(instance).count("subscribed to partitions")
+        with (self.root / f"{instance}.log").open("ab") as log:
+            self.collectors[instance] = process = subprocess.Popen(
+                [sys.executable, "-m", "collector", "collect"], env=self.env(instance, **extra),
+                stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.log(instance).count("subscribed to partitions") > before
+                 or process.poll() is not None, 60, f"collector {instance} to subscribe")
+        assert process.poll() is None, self.log(instance)[-3000:]
+
+    def kill(self, instance: str) -> None:
+        process = self.collectors[instance]
+        process.kill()
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.collectors.values():
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def query(self, q: str) -> list[dict]:
+        try:
+            return servers.influx_query(self.influx_url, self.database, q)
+        except servers.ServerError as exc:
+            if "database not found" in str(exc):
+                return []
+            raise
+
+    def landed(self, load: Load) -> int:
+        """Distinct readings of ``load`` in InfluxDB (each has its own ts)."""
+        series = self.query(f"SELECT count(*) FROM /.*/ WHERE time >= {load.base_ms}ms AND "
+                            f"time < {load.base_ms + load.count}ms")
+        return sum(max(v for v in s["values"][0][1:] if v is not None) for s in series
+                   if s["name"] in load.per_kind)
+
+    def last_metrics(self) -> dict[str, dict]:
+        """Each collector's last self-metrics point, by instance."""
+        series = self.query("SELECT last(received), last(redelivered), last(accepted) "
+                            "FROM collector GROUP BY instance")
+        return {s["tags"]["instance"]: dict(zip(["time", "received", "redelivered",
+                                                 "accepted"], s["values"][0], strict=True))
+                for s in series}
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages in each partition queue, ready and unacknowledged."""
+        out = self.cluster.ctl("list_queues", "-q", "name", "messages", node=1)
+        return {name: int(n) for name, n in (line.split() for line in out.splitlines()
+                                             if line.startswith(self.prefix))}
+
+    def alerts(self, rule: str) -> int:
+        series = self.query(f"SELECT count(\"value\") FROM alert WHERE rule = '{rule}'")
+        return int(series[0]["values"][0][1]) if series else 0
+
+
+@pytest.fixture
+def rig(tmp_path: Path, rabbit_cluster: Cluster, influxdb: servers.Server
+        ) -> Iterator[ClusterRig]:
+    made = ClusterRig(tmp_path, rabbit_cluster, influxdb.port)
+    yield made
+    made.stop_all()
+
+
+def unrouted_count(cluster: Cluster, prefix: str) -> int:
+    async def count() -> int:
+        connection = await aio_pika.connect(cluster.amqp_urls[0])
+        try:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(f"{prefix}.unrouted", passive=True)
+            return int(queue.declaration_result.message_count or 0)
+        finally:
+            await connection.close()
+    return asyncio.run(count())
+
+
+def test_setup_declares_once_and_a_collector_refuses_to_start_without_it(
+        rig: ClusterRig) -> None:
+    refused = subprocess.run([sys.executable, "-m", "collector", "collect"],
+                             env=rig.env("sct-a"), capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    assert f"queue {rig.prefix}.partition.0" in refused.stderr
+    assert "sct cluster setup" in refused.stderr
+
+    first = rig.sct("cluster", "setup")
+    assert first.returncode == 0, first.stderr
+    assert f"added queue {rig.prefix}.partition.3 (quorum)" in first.stdout
+    assert first.stdout.count("added community") == 6
+    again = rig.sct("cluster", "setup")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to add" in again.stdout and "added" not in again.stdout
+
+    bigger = generate(7, seed=11)
+    rig.registry.write_text(to_yaml(bigger), encoding="utf-8")
+    grown = rig.sct("cluster", "setup")
+    new = sorted({c["id"] for c in bigger["communities"]} - {
+        c["id"] for c in generate(6, seed=11)["communities"]})
+    assert [line for line in grown.stdout.splitlines() if line.startswith("added")] == \
+        [f"added community {c} -> partition {_partition(c)}" for c in new]
+    changed = rig.sct("cluster", "setup", "--partitions", "8")
+    assert changed.returncode == 2 and "fixed once chosen" in changed.stderr
+
+
+def _partition(community: str) -> int:
+    from collector.cluster.topology import partition_of
+    return partition_of(community, PARTITIONS)
+
+
+def test_an_unroutable_device_message_lands_in_the_alternate_queue(rig: ClusterRig) -> None:
+    rig.setup()
+    port = rig.cluster.nodes[1].mqtt_port
+    publish(port, [("sc/no-such-community/streetlight/lamp-x/telemetry", b'{"dim_pct": 1}'),
+                   ("sc/no-such-community/alert/streetlight/lamp-x", b"{}")])
+    wait_for(lambda: unrouted_count(rig.cluster, rig.prefix) == 1, 20,
+             "the unroutable reading in the alternate queue")
+    time.sleep(0.5)
+    # The alert topic is not a device channel: it never enters the partitions' exchange.
+    assert unrouted_count(rig.cluster, rig.prefix) == 1
+
+
+def test_two_collectors_over_two_nodes_write_each_reading_once(rig: ClusterRig) -> None:
+    rig.setup()
+    rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="5")
+    rig.start("sct-b", SCT_AMQP__STANDBY_DELAY_S="5")
+    loads = [Load(rig.cluster.nodes[i].mqtt_port, rig.registry, count=3_000, rate=3_000,
+                  client_id=f"load-{rig.prefix}-{i}") for i in (1, 2)]
+    loads[1].base_ms = loads[0].base_ms - 7_200_000
+    for load in loads:
+        load.start()
+    for load in loads:
+        load.wait_acknowledged(60)
+    published = sum(load.published for load in loads)
+    wait_for(lambda: sum(rig.landed(load) for load in loads) == published, 90,
+             "every reading in InfluxDB")
+    # Each collector took its own share (the partitions that have communities), no more.
+    used = {_partition(c) for c in rig.communities()}
+    for instance in ("sct-a", "sct-b"):
+        assert rig.active(instance) == own_share(instance, ["sct-a", "sct-b"],
+                                                 PARTITIONS) & used, instance
+    def counted() -> dict[str, dict]:
+        metrics = rig.last_metrics()
+        total = sum(m["received"] for m in metrics.values())
+        redelivered = sum(m["redelivered"] for m in metrics.values())
+        return metrics if len(metrics) == 2 and total == published + redelivered else {}
+    wait_for(counted, 20, "the collectors' counts to add up")
+    time.sleep(1.0)
+    assert sum(rig.landed(load) for load in loads) == published
