@@ -77,6 +77,9 @@ class Collector:
         #: Cluster mode: refusals go to the replicated dead-letter stream.
         self._keeper: Callable[[bytes, dict[str, Any]], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        #: Cluster mode: what must be replicated before a message's lines are written.
+        self._before_write: Callable[[Claim], Awaitable[None]] | None = None
+        self._more_metrics: Callable[[], dict[str, int]] = dict
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then flush and return.
@@ -125,6 +128,7 @@ class Collector:
         from collector.cluster import topology
         from collector.cluster.broker import connect
         from collector.cluster.source import AmqpSource
+        from collector.cluster.stamps import ReplicatedStamps
         from collector.cluster.takeover import LastSeen, Takeover
 
         s = self.settings
@@ -139,24 +143,34 @@ class Collector:
                               " (run: sct cluster setup --registry FILE)")
         detect = self._detect = DetectStage(reg, s.detect, self.book)
         last = LastSeen()
-        self.stamps.open()
+        stamps = ReplicatedStamps(s.metrics.instance)
         pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
-                            self.counters, detect, self.stamps.stamp, last.fresh)
-        try:
-            async with InfluxWriter(s.influx) as writer:
-                # No spool: a batch is acknowledged once InfluxDB has it, retried until then.
-                retrying = self._writer = RetryingWriter(writer, s.influx, self._bad_line,
-                                                         self.counters)
-                batcher = Batcher(s.influx, retrying.write)
-                takeover = Takeover(reg, s.amqp.partitions, detect, last, writer.query)
-                source = AmqpSource(s.amqp, s.metrics.instance, batcher.flush_held,
-                                    takeover.warm, takeover.forget, s.mqtt.stall_flush_ms)
-                self._keeper = source.keep
-                kpi_job = functools.partial(self._kpi, reg, writer,
-                                            lambda: takeover.communities(source.active))
-                await self._serve(pipeline, source, batcher, detect, stop, kpi_job, [])
-        finally:
-            self.stamps.close()
+                            self.counters, detect, stamps.stamp, last.fresh)
+        async with InfluxWriter(s.influx) as writer:
+            # No spool: a batch is acknowledged once InfluxDB has it, retried until then.
+            retrying = self._writer = RetryingWriter(writer, s.influx, self._bad_line,
+                                                     self.counters)
+            batcher = Batcher(s.influx, retrying.write)
+            source = AmqpSource(s.amqp, s.metrics.instance, batcher.flush_held,
+                                stall_flush_ms=s.mqtt.stall_flush_ms)
+            takeover = Takeover(reg, s.amqp.partitions, detect, last, writer.query, stamps,
+                                source.read_stamps)
+            source.on_partition(takeover.warm, takeover.forget)
+            self._keeper = source.keep
+
+            async def before_write(ticket: Claim) -> None:
+                records, given = stamps.take_pending()
+                if records:
+                    await source.record_stamps(ticket, records, given)
+
+            self._before_write = before_write
+            self._more_metrics = lambda: {"stamps_reused": stamps.reused,
+                                          "redelivered_not_detected": last.skipped,
+                                          "takeover_warmup_ms": int(
+                                              takeover.last_warmup_s * 1000)}
+            kpi_job = functools.partial(self._kpi, reg, writer,
+                                        lambda: takeover.communities(source.active))
+            await self._serve(pipeline, source, batcher, detect, stop, kpi_job, [])
 
     async def _serve(self, pipeline: Pipeline, source: Source, batcher: Batcher,
                      detect: DetectStage, stop: asyncio.Event,
@@ -197,6 +211,8 @@ class Collector:
         done = pipeline.process(msg)
         for reject in done.rejects:
             await self._keep(reject)
+        if self._before_write is not None:
+            await self._before_write(ticket)
         for alert in done.alerts:
             self._publish(alert)
         if done.lines:
@@ -282,7 +298,8 @@ class Collector:
         now = time.time()
         now_ms = int(now * 1000)
         extra = {"spool_lines": self.spool.lines, "spool_bytes": self.spool.size,
-                 "deadletter_dropped": self.deadletters.dropped, **source.metrics()}
+                 "deadletter_dropped": self.deadletters.dropped, **source.metrics(),
+                 **self._more_metrics()}
         problems: tuple[str, ...] = ()
         if self._detect is not None:
             extra.update({f"detect_errors_{rule}": n

@@ -10,6 +10,7 @@ listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +55,11 @@ class Node:
         return self.server.process.poll() is None
 
     def kill(self) -> None:
-        """kill -9, as a crash would."""
+        """kill -9, as a crash would: the node's whole process group (started in a session
+        of its own), since ``rabbitmq-server`` is a shell script whose Erlang VM is its
+        child and would outlive a kill of the script alone."""
         if self.alive:
-            self.server.process.kill()
+            os.killpg(self.server.process.pid, signal.SIGKILL)
             self.server.process.wait(30)
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from aiormq.exceptions import AMQPError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from collector.errors import BrokerError
 from collector.settings import AmqpSettings
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 Connection = aio_pika.abc.AbstractConnection
 #: What connecting or talking to a node can raise.
-FAILURES = (AMQPError, OSError, asyncio.TimeoutError, ConnectionError)
+FAILURES = (AMQPError, ChannelInvalidStateError, OSError, asyncio.TimeoutError,
+            ConnectionError)
 
 
 def where(url: str) -> str:
@@ -56,9 +58,10 @@ async def connect(settings: AmqpSettings, first: int = 0,
 
 
 async def read_stream(connection: Connection, name: str, idle_s: float = 1.0,
-                      timeout_s: float = 60.0) -> list[tuple[int, AbstractIncomingMessage]]:
-    """Every message of stream ``name`` with its offset, oldest first, leaving it as it is
-    (on a channel of its own)."""
+                      timeout_s: float = 60.0, since: datetime | None = None
+                      ) -> list[tuple[int, AbstractIncomingMessage]]:
+    """Every message of stream ``name`` (``since`` a time: from the chunk holding it) with
+    its offset, oldest first, leaving it as it is (on a channel of its own)."""
     channel = await connection.channel()
     try:
         await channel.set_qos(prefetch_count=1000)
@@ -66,13 +69,14 @@ async def read_stream(connection: Connection, name: str, idle_s: float = 1.0,
         if not last:
             return []
         end = max(offset for offset, _ in last)
-        return await _offsets(channel, name, "first", end, idle_s, timeout_s)
+        return await _offsets(channel, name, since or "first", end, idle_s, timeout_s)
     finally:
         with contextlib.suppress(*FAILURES):
             await channel.close()
 
 
-async def _offsets(channel: AbstractChannel, name: str, start: str, end: int | None,
+async def _offsets(channel: AbstractChannel, name: str, start: str | datetime,
+                   end: int | None,
                    idle_s: float, timeout_s: float) -> list[tuple[int, AbstractIncomingMessage]]:
     queue = await channel.get_queue(name, ensure=False)
     got: list[tuple[int, AbstractIncomingMessage]] = []
@@ -94,15 +98,14 @@ async def _offsets(channel: AbstractChannel, name: str, start: str, end: int | N
     try:
         while not done.is_set():
             heard.clear()
-            # "last" gives the last chunk at once: a quiet moment means it is all here. Up to
-            # a known end, stop only at the end or at the overall deadline.
-            wait = idle_s if end is None else max(0.0, deadline - loop.time())
+            # A stream delivers what it holds at once: a quiet moment means it is all here
+            # (from a time after the last message nothing comes at all).
+            if loop.time() > deadline:
+                raise BrokerError(f"stream {name}: offset {end} not reached within "
+                                  f"{timeout_s:.0f} s")
             try:
-                await asyncio.wait_for(heard.wait(), wait)
+                await asyncio.wait_for(heard.wait(), idle_s)
             except TimeoutError:
-                if end is not None:
-                    raise BrokerError(f"stream {name}: offset {end} not reached within "
-                                      f"{timeout_s:.0f} s") from None
                 break
     finally:
         with contextlib.suppress(*FAILURES):

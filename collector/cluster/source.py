@@ -29,15 +29,17 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from collector.cluster.broker import FAILURES, Connection, connect, where
+from collector.cluster.broker import FAILURES, Connection, connect, read_stream, where
+from collector.cluster.stamps import acked_record
 from collector.cluster.topology import MQTT_EXCHANGE, Names
 from collector.errors import BrokerError
-from collector.records import Inbound
+from collector.records import Claim, Inbound
 from collector.settings import AmqpSettings
 
 log = logging.getLogger(__name__)
@@ -68,12 +70,14 @@ def _background(work: Coroutine[Any, Any, None]) -> None:
 class AmqpTicket:
     """One delivery's acknowledgement; sent once nothing holds it any more."""
 
-    __slots__ = ("_acks", "_holds", "tag")
+    __slots__ = ("_acks", "_holds", "stamps", "tag")
 
     def __init__(self, acks: _Acks, tag: int) -> None:
         self._acks = acks
         self.tag = tag
         self._holds = 1
+        #: Ids of the replicated stamps its readings got (named once it is acknowledged).
+        self.stamps: list[str] = []
 
     @property
     def settled(self) -> bool:
@@ -91,10 +95,13 @@ class AmqpTicket:
 class _Acks:
     """One partition channel's deliveries, acknowledged in order."""
 
-    def __init__(self, channel: AbstractChannel) -> None:
+    def __init__(self, channel: AbstractChannel,
+                 on_acked: Callable[[list[str]], None]) -> None:
         self._channel = channel
+        self._on_acked = on_acked
         self._tickets: deque[AmqpTicket] = deque()
         self._upto = 0
+        self._stamps: list[str] = []
         self._open = True
 
     def __len__(self) -> int:
@@ -110,19 +117,25 @@ class _Acks:
         if not self._upto and tickets and tickets[0].settled:
             asyncio.get_running_loop().call_soon(self._flush)
         while tickets and tickets[0].settled:
-            self._upto = tickets.popleft().tag
+            ticket = tickets.popleft()
+            self._upto = ticket.tag
+            self._stamps += ticket.stamps
 
     def _flush(self) -> None:
         upto, self._upto = self._upto, 0
+        stamps, self._stamps = self._stamps, []
         if self._open and upto:
-            _background(self._ack(upto))
+            _background(self._ack(upto, stamps))
 
-    async def _ack(self, upto: int) -> None:
+    async def _ack(self, upto: int, stamps: list[str]) -> None:
         try:
             await (await self._channel.get_underlay_channel()).basic_ack(upto, multiple=True)
         except FAILURES as exc:
             # The channel is gone: the broker delivers these messages again.
             log.debug("acknowledgement up to %d not sent (%s)", upto, exc)
+            return
+        if stamps:
+            self._on_acked(stamps)
 
     def close(self) -> None:
         # Delivery tags belong to their channel: after it, the broker redelivers instead.
@@ -139,15 +152,13 @@ class AmqpSource:
 
     def __init__(self, settings: AmqpSettings, instance: str,
                  on_stall: Callable[[bool], Awaitable[float]] | None = None,
-                 on_active: Callable[[int], Awaitable[None]] | None = None,
-                 on_lost: Callable[[set[int]], None] | None = None,
                  stall_flush_ms: float = 3.0) -> None:
         self._settings = settings
         self._names = Names(settings.prefix)
         self._instance = instance
         self._on_stall = on_stall
-        self._on_active = on_active
-        self._on_lost = on_lost
+        self._on_active: Callable[[int], Awaitable[None]] | None = None
+        self._on_lost: Callable[[set[int]], None] | None = None
         self._stall_s = stall_flush_ms / 1000
         self._own = own_share(instance, settings.peers, settings.partitions)
         self._taking = True
@@ -157,12 +168,19 @@ class AmqpSource:
         self._acks: dict[int, _Acks] = {}
         self._connection: Connection | None = None
         self._publisher: AbstractChannel | None = None
+        self._confirming: AbstractChannel | None = None
         self._node = 0
         #: Partitions this collector is active on (from its first delivery there).
         self.active: set[int] = set()
         #: Alerts not published because the cluster was unreachable (they are in InfluxDB).
         self.alerts_dropped = 0
         self.redelivered = 0
+
+    def on_partition(self, active: Callable[[int], Awaitable[None]],
+                     lost: Callable[[set[int]], None]) -> None:
+        """``active(n)`` runs before the first message of a partition newly held is
+        handled (the take-over warm-up); ``lost(partitions)`` when they are no longer."""
+        self._on_active, self._on_lost = active, lost
 
     @property
     def unacknowledged(self) -> int:
@@ -196,27 +214,59 @@ class AmqpSource:
             log.debug("alert on %s not published (%s)", topic, exc)
 
     async def keep(self, body: bytes, headers: dict[str, Any]) -> None:
-        """Append a refusal to the dead-letter stream and wait for the broker's confirm,
-        across reconnects: the message it came from is acknowledged only after."""
+        """Append a refusal to the dead-letter stream, confirmed (see :meth:`append`)."""
+        await self.append(self._names.deadletters, [body], headers)
+
+    async def append(self, exchange: str, bodies: list[bytes],
+                     headers: dict[str, Any] | None = None) -> None:
+        """Publish ``bodies`` to ``exchange`` (the default exchange's queue of that name when
+        it is a stream of ours) and wait for the broker's confirms, across reconnects: what
+        depends on them (an acknowledgement, a write) waits until they are replicated."""
         delay = self._settings.reconnect_min_s
         while True:
-            connection = self._connection
-            if connection is not None and not connection.is_closed:
+            channel = self._confirming
+            if channel is not None and not channel.is_closed:
                 try:
-                    channel = await connection.channel(publisher_confirms=True)
-                    try:
-                        exchange = await channel.get_exchange(self._names.deadletters,
-                                                              ensure=False)
-                        await exchange.publish(aio_pika.Message(
-                            body, headers=headers, delivery_mode=2), routing_key="")
-                        return
-                    finally:
-                        with contextlib.suppress(*FAILURES):
-                            await channel.close()
+                    target = channel.default_exchange if exchange == self._names.stamps \
+                        else await channel.get_exchange(exchange, ensure=False)
+                    key = exchange if exchange == self._names.stamps else ""
+                    await asyncio.gather(*(target.publish(aio_pika.Message(
+                        body, headers=headers, delivery_mode=2), routing_key=key)
+                        for body in bodies))
+                    return
                 except FAILURES as exc:
-                    log.warning("dead letter not confirmed yet (%s); retrying", exc)
+                    log.warning("%s: not confirmed yet (%s); retrying", exchange, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.reconnect_max_s)
+
+    def _stamps_acked(self, ids: list[str]) -> None:
+        """Name the stamps of acknowledged messages in the stamp stream (not waited for)."""
+        channel = self._publisher
+        if channel is not None and not channel.is_closed:
+            _background(self._publish_to(channel, self._names.stamps,
+                                         acked_record(ids)))
+
+    async def _publish_to(self, channel: AbstractChannel, queue: str, body: bytes) -> None:
+        try:
+            await channel.default_exchange.publish(aio_pika.Message(body, delivery_mode=2),
+                                                   routing_key=queue)
+        except FAILURES as exc:
+            log.debug("record to %s not published (%s)", queue, exc)
+
+    async def record_stamps(self, ticket: Claim, records: list[bytes],
+                            given: list[str]) -> None:
+        """Before a message's stamped readings are written: their stamps replicated."""
+        await self.append(self._names.stamps, records)
+        if isinstance(ticket, AmqpTicket):
+            ticket.stamps = given
+
+    async def read_stamps(self, since: datetime) -> list[bytes]:
+        """The stamp stream's records since ``since``."""
+        connection = self._connection
+        if connection is None:
+            return []
+        return [message.body for _, message in
+                await read_stream(connection, self._names.stamps, since=since)]
 
     async def run(self, handle: Handler) -> None:
         """Consume until closed; on a lost connection the next node is tried, with backoff."""
@@ -245,6 +295,7 @@ class AmqpSource:
         self._connection = connection
         try:
             self._publisher = await connection.channel()
+            self._confirming = await connection.channel(publisher_confirms=True)
             log.info("connected to RabbitMQ at %s as %s", where(self._settings.urls[self._node]),
                      self._instance)
             tasks: list[asyncio.Future[Any]] = [
@@ -263,7 +314,7 @@ class AmqpSource:
             raise BrokerError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._lose_partitions()
-            self._connection = self._publisher = None
+            self._connection = self._publisher = self._confirming = None
             with contextlib.suppress(*FAILURES):
                 await connection.close()
         if lost.done() and self._taking:
@@ -299,7 +350,7 @@ class AmqpSource:
         channel = await connection.channel()
         channel.close_callbacks.add(on_close)
         await channel.set_qos(prefetch_count=self._settings.prefetch)
-        acks = self._acks[n] = _Acks(channel)
+        acks = self._acks[n] = _Acks(channel, self._stamps_acked)
         queue = await channel.get_queue(self._names.partition(n), ensure=False)
         await queue.consume(self._receiver(n, acks), consumer_tag=f"{self._instance}.{n}")
 

@@ -29,13 +29,16 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from collector.cluster.broker import FAILURES
+from collector.cluster.stamps import LOOKBACK_S, ReplicatedStamps
 from collector.cluster.topology import partition_of
 from collector.decode import Decoded
 from collector.detect.alerts import Alert
 from collector.detect.stage import DetectStage
-from collector.errors import WriteError
+from collector.errors import BrokerError, WriteError
 from devices import schema
 from devices.registry import Registry
 
@@ -84,10 +87,13 @@ class Takeover:
     """Warm-up on becoming active on a partition; forgetting on losing one."""
 
     def __init__(self, registry: Registry, partitions: int, detect: DetectStage,
-                 last: LastSeen, query: Query) -> None:
+                 last: LastSeen, query: Query, stamps: ReplicatedStamps,
+                 read_stamps: Callable[[datetime], Awaitable[list[bytes]]]) -> None:
         self._detect = detect
         self._last = last
         self._query = query
+        self._stamps = stamps
+        self._read_stamps = read_stamps
         self._communities: dict[int, list[str]] = defaultdict(list)
         for community in sorted(registry.communities):
             self._communities[partition_of(community, partitions)].append(community)
@@ -113,14 +119,19 @@ class Takeover:
         try:
             reopened = await self._alerts(where)
             devices = await self._last_readings(where)
-        except (WriteError, KeyError, ValueError, TypeError, IndexError) as exc:
+            since = datetime.now(UTC) - timedelta(seconds=LOOKBACK_S)
+            waiting = self._stamps.load(await self._read_stamps(since), {
+                d for c in communities for d in self._devices[c]})
+        except (WriteError, BrokerError, *FAILURES, KeyError, ValueError, TypeError,
+                IndexError) as exc:
             log.error("take-over of partition %d: could not read its history from InfluxDB "
                       "(%s: %s); its devices start cold", n, type(exc).__name__, exc)
             return
         self.last_warmup_s = time.monotonic() - started
         log.info("partition %d (%d communities): %d open alerts and %d devices' last "
-                 "readings rebuilt from InfluxDB in %.2f s", n, len(communities), reopened,
-                 devices, self.last_warmup_s)
+                 "readings rebuilt from InfluxDB, %d unacknowledged stamps from the stamp "
+                 "stream, in %.2f s", n, len(communities), reopened, devices, waiting,
+                 self.last_warmup_s)
 
     async def _alerts(self, where: str) -> int:
         series = (await self._query(
@@ -156,6 +167,7 @@ class Takeover:
                 device = s.get("tags", {}).get(schema.DEVICE)
                 if device and s.get("values"):
                     self._last.learn(device, int(s["values"][0][0]))
+                    self._stamps.learn(device, int(s["values"][0][0]))
                     devices += 1
         return devices
 

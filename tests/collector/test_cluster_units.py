@@ -1,0 +1,91 @@
+"""Cluster mode's pure parts: partitions, shares, replicated stamps, redelivery filter."""
+
+from __future__ import annotations
+
+import orjson
+
+from collector.cluster.source import own_share
+from collector.cluster.stamps import ReplicatedStamps, acked_record
+from collector.cluster.takeover import LastSeen
+from collector.cluster.topology import Layout, partition_of
+from collector.records import Inbound
+
+
+def test_a_community_has_the_same_partition_everywhere() -> None:
+    # CRC-32, not Python's salted hash(): the same in every process and on every machine.
+    assert partition_of("bd-mancheng-001", 16) == partition_of("bd-mancheng-001", 16)
+    import zlib
+    assert partition_of("bd-mancheng-001", 16) == zlib.crc32(b"bd-mancheng-001") % 16
+    spread = {partition_of(f"c-{i}", 8) for i in range(200)}
+    assert spread == set(range(8))
+
+
+def test_peers_split_the_partitions_evenly_and_cover_them_all() -> None:
+    peers = ["sct-b", "sct-a", "sct-c"]
+    shares = [own_share(p, peers, 16) for p in peers]
+    assert set().union(*shares) == set(range(16))
+    assert sum(len(s) for s in shares) == 16
+    assert sorted(len(s) for s in shares) == [5, 5, 6]
+    assert own_share("stranger", peers, 16) in ({0, 2, 4, 6, 8, 10, 12, 14},
+                                                {1, 3, 5, 7, 9, 11, 13, 15})
+
+
+def _msg(payload: bytes, redelivered: bool, at: int) -> Inbound:
+    return Inbound("sc/c1/waste_bin/bin-1/telemetry", payload, at, redelivered)
+
+
+def test_a_redelivery_gets_the_stamp_the_dead_collector_gave_it_unless_acknowledged() -> None:
+    dead = ReplicatedStamps("sct-a")
+    heartbeat = b'{"fill_pct": 10}'
+    first = dead.stamp(_msg(heartbeat, False, 1000), "bin-1")
+    records_1, ids_1 = dead.take_pending()
+    second = dead.stamp(_msg(heartbeat, False, 1000), "bin-1")   # same bytes, same ms
+    records_2, _ = dead.take_pending()
+    assert (first.ts_ms, second.ts_ms) == (1000, 1001) and second.moved
+    # The first message was acknowledged; the second written but not, when sct-a died.
+    stream = records_1 + records_2 + [acked_record(ids_1)]
+
+    heir = ReplicatedStamps("sct-b")
+    assert heir.load(stream, {"bin-1"}) == 1
+    again = heir.stamp(_msg(heartbeat, True, 5000), "bin-1")
+    assert again.ts_ms == 1001 and not again.moved
+    # The heir records the stamp as its own (a second take-over finds it too) ...
+    record = orjson.loads(heir.take_pending()[0][0])
+    assert (record["d"], record["ts"]) == ("bin-1", 1001)
+    # ... and a new message, even with the same bytes, is stamped anew after the last.
+    fresh = heir.stamp(_msg(heartbeat, True, 900), "bin-1")
+    assert fresh.ts_ms == 1002 and fresh.moved
+
+
+def test_stamps_of_other_devices_and_torn_records_are_left_out() -> None:
+    dead = ReplicatedStamps("sct-a")
+    dead.stamp(_msg(b"{}", False, 10), "bin-9")
+    records, _ = dead.take_pending()
+    heir = ReplicatedStamps("sct-b")
+    assert heir.load([*records, b"{torn", b'{"acked": 3}'], {"bin-1"}) == 0
+
+
+def test_what_is_not_newer_than_the_last_processed_reading_is_not_detected_again() -> None:
+    from collector.decode import Decoded
+
+    last = LastSeen()
+    last.learn("d1", 2000)
+
+    class Where:
+        device = "d1"
+
+    items = [Decoded.__new__(Decoded) for _ in range(3)]
+    for item, ts in zip(items, (1000, 2000, 3000), strict=True):
+        object.__setattr__(item, "ts_ms", ts)
+        object.__setattr__(item, "where", Where())
+    assert [i.ts_ms for i in last.fresh(items)] == [3000]
+    assert last.skipped == 2
+
+
+def test_the_topology_record_is_read_past_a_torn_one() -> None:
+    layout = Layout.read([orjson.dumps({"partitions": 4, "root": "sc",
+                                        "communities": {"c1": 1}}), b"not json",
+                          orjson.dumps({"partitions": 4, "root": "sc",
+                                        "communities": {"c2": 3}})])
+    assert (layout.partitions, layout.root, layout.communities) == (4, "sc",
+                                                                     {"c1": 1, "c2": 3})
