@@ -278,6 +278,129 @@ def test_kill_an_active_collector_mid_stream_its_partitions_move_and_nothing_is_
     assert "rebuilt from InfluxDB" in rig.log("sct-b")
 
 
+def _devices(rig: ClusterRig, kind: str) -> list[tuple[str, str]]:
+    import yaml
+    data = yaml.safe_load(rig.registry.read_text())
+    return [(d["community"], d["id"]) for d in data["devices"] if d["kind"] == kind]
+
+
+def _alert_rows(rig: ClusterRig, device: str) -> list[str]:
+    series = rig.query(f"SELECT state FROM alert WHERE device = '{device}'")
+    return [row[1] for row in series[0]["values"]] if series else []
+
+
+class Subscriber:
+    """An operator's MQTT client on another node, collecting the alerts it receives."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as paho
+        self.got: list[tuple[str, dict]] = []
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                                   client_id=f"ops-{uuid.uuid4().hex[:6]}")
+        self._client.on_message = lambda _c, _u, m: self.got.append(
+            (m.topic, orjson.loads(m.payload)))
+        self._client.connect("127.0.0.1", port)
+        self._client.subscribe("sc/+/alert/#", qos=1)
+        self._client.loop_start()
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def test_an_open_alert_stays_open_across_a_take_over_and_reaches_operators_once(
+        rig: ClusterRig) -> None:
+    rig.setup()
+    mine = own_share("sct-a", ["sct-a", "sct-b"], PARTITIONS)
+    community, smoke = next((c, d) for c, d in _devices(rig, "smoke")
+                            if _partition(c) in mine)
+    topic = f"sc/{community}/smoke/{smoke}/telemetry"
+    ops = Subscriber(rig.cluster.nodes[2].mqtt_port)
+    rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="3")
+    rig.start("sct-b", SCT_AMQP__STANDBY_DELAY_S="3")
+    wait_for(lambda: "standing by" in rig.log("sct-a") and "standing by" in rig.log("sct-b"),
+             30, "both collectors")
+    try:
+        now = int(time.time() * 1000)
+        publish(rig.cluster.nodes[1].mqtt_port,
+                [(topic, orjson.dumps({"ts": now - 3000, "alarm": True}))])
+        wait_for(lambda: _alert_rows(rig, smoke) == ["raised"], 30, "the alarm raised")
+        time.sleep(4)   # past the standby delay: sct-b stands by on sct-a's partitions
+        rig.kill("sct-a")
+        # Still ringing, then over: sct-b takes the partition over with the alarm open.
+        publish(rig.cluster.nodes[1].mqtt_port,
+                [(topic, orjson.dumps({"ts": now - 2000, "alarm": True})),
+                 (topic, orjson.dumps({"ts": now - 1000, "alarm": False}))])
+        wait_for(lambda: _alert_rows(rig, smoke) == ["raised", "cleared"], 30,
+                 "the alarm cleared, once")
+        wait_for(lambda: len(ops.got) >= 2, 20, "operators to hear of both")
+        time.sleep(1.0)
+    finally:
+        ops.close()
+    assert _alert_rows(rig, smoke) == ["raised", "cleared"]
+    assert [(t, m["state"]) for t, m in ops.got] == [
+        (f"sc/{community}/alert/smoke/{smoke}", "raised"),
+        (f"sc/{community}/alert/smoke/{smoke}", "cleared")]
+    assert "1 open alerts" in rig.log("sct-b")
+    # The alerts on amq.topic never came back into a partition as device messages.
+    assert unrouted_count(rig.cluster, rig.prefix) == 0
+    listed = rig.sct("deadletter", "list")
+    assert listed.returncode == 0 and "0 shown of 0" in listed.stderr
+
+
+def test_refusals_and_poison_messages_are_kept_in_the_stream_listed_and_replayed(
+        rig: ClusterRig) -> None:
+    done = subprocess.run([sys.executable, "-m", "collector", "cluster", "setup"],
+                          env=rig.env(SCT_AMQP__DELIVERY_LIMIT="2"), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    community, lamp = _devices(rig, "streetlight")[0]
+    topic = f"sc/{community}/streetlight/{lamp}/telemetry"
+    now = int(time.time() * 1000)
+    good = orjson.dumps({"ts": now - 5000, "dim_pct": 40.0})
+    publish(rig.cluster.nodes[1].mqtt_port, [(topic, good)])
+
+    async def poison() -> None:
+        # A consumer that never gets through the message (as one that crashes on it
+        # would): after x-delivery-limit deliveries the broker dead-letters it.
+        connection = await aio_pika.connect(rig.cluster.amqp_urls[1])
+        try:
+            for _ in range(3):
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=1)
+                queue = await channel.get_queue(
+                    f"{rig.prefix}.partition.{_partition(community)}")
+                got: asyncio.Queue[object] = asyncio.Queue()
+                await queue.consume(got.put)
+                try:
+                    await asyncio.wait_for(got.get(), 5)
+                except TimeoutError:
+                    break        # dead-lettered: nothing left to deliver
+                finally:
+                    await channel.close()   # unacknowledged: returned to the queue
+        finally:
+            await connection.close()
+
+    asyncio.run(poison())
+    listed = wait_for(lambda: (out := rig.sct("deadletter", "list", "--reason", "poison"))
+                      .stdout.count("poison") == 1 and out, 30, "the poison message listed")
+    assert topic in listed.stdout and "delivery" in listed.stdout
+
+    rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="0")
+    publish(rig.cluster.nodes[2].mqtt_port, [(topic, b'{"dim_pct": 400}')])
+    refused = wait_for(lambda: (out := rig.sct("deadletter", "list", "--reason", "invalid"))
+                       .stdout.count("invalid") >= 1 and out, 30, "the refusal listed")
+    assert topic in refused.stdout and "dim_pct" in refused.stdout
+
+    replayed = rig.sct("deadletter", "replay", "--reason", "poison")
+    assert "replayed 1 dead letters" in replayed.stdout, replayed.stdout + replayed.stderr
+    wait_for(lambda: rig.query(f"SELECT count(dim_pct) FROM streetlight WHERE device = "
+                               f"'{lamp}' AND time = {now - 5000}ms"), 30,
+             "the replayed reading in InfluxDB")
+    after = rig.sct("deadletter", "list")
+    assert "poison" not in after.stdout and "invalid" in after.stdout
+
+
 def test_influxdb_down_for_20_s_nothing_is_acknowledged_early_and_all_lands_after(
         tmp_path: Path, rabbit_cluster: Cluster) -> None:
     (tmp_path / "influx").mkdir()

@@ -32,22 +32,25 @@ from collector.records import Reject
 log = logging.getLogger(__name__)
 
 MARKER = "replayed"
+DELIVERIES = "amqp.delivery_limit"
 
 
 def _record(message: AbstractIncomingMessage) -> Reject | list[int] | None:
     headers: dict[str, Any] = dict(message.headers or {})
     if headers.get("kind") == MARKER:
         return [int(offset) for offset in orjson.loads(message.body)]
-    deaths = headers.get("x-death")
-    if deaths:
-        death = deaths[0] if isinstance(deaths, list) else {}
-        keys = death.get("routing-keys") or [message.routing_key or ""]
-        topic = str(keys[0]).replace(".", "/")
+    # Dead-lettered by the broker: at-least-once dead-lettering sets x-first-death-*
+    # (x-death is the at-most-once form); the routing key is the device's topic.
+    reason = headers.get("x-first-death-reason")
+    queue = headers.get("x-first-death-queue")
+    if reason is None and isinstance(headers.get("x-death"), list) and headers["x-death"]:
+        death = headers["x-death"][0]
+        reason, queue = death.get("reason"), death.get("queue")
+    if reason is not None:
         stamp = message.timestamp.timestamp() * 1000 if message.timestamp else 0
-        return Reject(topic, message.body, "poison",
-                      f"{death.get('reason', 'delivery limit')} after "
-                      f"{headers.get('x-delivery-count', '?')} deliveries from "
-                      f"{death.get('queue', '?')}", int(stamp))
+        return Reject((message.routing_key or "").replace(".", "/"), message.body, "poison",
+                      f"dead-lettered by the broker ({reason}: {DELIVERIES} deliveries "
+                      f"without an acknowledgement) from {queue}", int(stamp))
     try:
         return from_json(message.body)
     except ValueError:
