@@ -148,13 +148,21 @@ def health() -> Any:
     return (b.with_panel(series("Messages received, lines written, rejected (per second)",
                                 f"SELECT {rate.format('received')}, {rate.format('written')}, "
                                 f"{rate.format('rejected')} FROM {C} WHERE {T} GROUP BY {I}, "
-                                "instance", unit="reqps", w=24))
+                                "instance", unit="reqps", w=12))
+            # Cluster mode: several collectors, one instance tag each; summed here.
+            .with_panel(series("All collectors: messages received (per second)",
+                               f"SELECT sum(received) AS received FROM (SELECT "
+                               f"{rate.format('received')} FROM {C} WHERE {T} GROUP BY {I}, "
+                               f"instance) WHERE {T} GROUP BY {I}", unit="reqps", w=12))
             .with_panel(series("Rejected by reason (total)",
-                               f'SELECT last(/^rejected_/) FROM {C} WHERE {T} GROUP BY {I}'))
-            .with_panel(series("Spool backlog (lines) and unacknowledged messages",
+                               f"SELECT last(/^rejected_/) FROM {C} WHERE {T} GROUP BY {I}, "
+                               "instance"))
+            .with_panel(series("Spool backlog (lines), unacknowledged messages, partitions "
+                               "active (cluster mode)",
                                f"SELECT last(spool_lines) AS spool, last(unacknowledged) AS "
-                               f"unacknowledged, last(pending) AS pending FROM {C} WHERE {T} "
-                               f"GROUP BY {I}"))
+                               f"unacknowledged, last(pending) AS pending, "
+                               f"last(partitions_active) AS partitions FROM {C} WHERE {T} "
+                               f"GROUP BY {I}, instance"))
             .with_panel(single("Seconds since the last write",
                                f"SELECT last(seconds_since_write) FROM {C} WHERE {T}", unit="s"))
             .with_panel(grid("Collector alerts",
