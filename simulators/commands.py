@@ -60,6 +60,9 @@ def register(sub: Any) -> None:
     p.add_argument("--keep", type=Path, help="keep data here instead of a temporary dir")
     p.add_argument("--since", default="1d", help="history to publish first (1d: a whole "
                    "night, so dimming and the night-time flow minimum show)")
+    p.add_argument("--cluster", action="store_true",
+                   help="cluster mode: 3 RabbitMQ nodes, 2 collectors, one killed halfway "
+                   "(README, Scaling out)")
     p.set_defaults(run=_demo)
 
 
@@ -137,4 +140,8 @@ def _registry_generate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from simulators.demo import Demo
 
+    if args.cluster:
+        from simulators.cluster_demo import ClusterDemo
+        return ClusterDemo(min(args.communities, 8), args.rate, args.duration or 120.0,
+                           args.keep, "1h" if args.since == "1d" else args.since).run()
     return Demo(args.communities, args.rate, args.duration, args.keep, args.since).run()

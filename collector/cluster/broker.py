@@ -57,7 +57,7 @@ async def connect(settings: AmqpSettings, first: int = 0,
     raise BrokerError("no RabbitMQ node answered: " + "; ".join(failures))
 
 
-async def read_stream(connection: Connection, name: str, idle_s: float = 1.0,
+async def read_stream(connection: Connection, name: str, idle_s: float = 0.5,
                       timeout_s: float = 60.0, since: datetime | None = None
                       ) -> list[tuple[int, AbstractIncomingMessage]]:
     """Every message of stream ``name`` (``since`` a time: from the chunk holding it) with

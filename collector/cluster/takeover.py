@@ -119,8 +119,7 @@ class Takeover:
         try:
             reopened = await self._alerts(where)
             devices = await self._last_readings(where)
-            since = datetime.now(UTC) - timedelta(seconds=LOOKBACK_S)
-            waiting = self._stamps.load(await self._read_stamps(since), {
+            waiting = self._stamps.load(await self._stamp_records(), {
                 d for c in communities for d in self._devices[c]})
         except (WriteError, BrokerError, *FAILURES, KeyError, ValueError, TypeError,
                 IndexError) as exc:
@@ -132,6 +131,11 @@ class Takeover:
                  "readings rebuilt from InfluxDB, %d unacknowledged stamps from the stamp "
                  "stream, in %.2f s", n, len(communities), reopened, devices, waiting,
                  self.last_warmup_s)
+
+    async def _stamp_records(self) -> list[bytes]:
+        """The stamp stream since ``LOOKBACK_S``, read afresh for each partition (a cached
+        read could miss the stamps of a second collector that died meanwhile)."""
+        return await self._read_stamps(datetime.now(UTC) - timedelta(seconds=LOOKBACK_S))
 
     async def _alerts(self, where: str) -> int:
         series = (await self._query(
