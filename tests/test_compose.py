@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from dashboards import DATASOURCE_UID, PROVISIONING
@@ -80,3 +81,34 @@ def test_the_broker_runs_the_generated_config_which_keeps_messages() -> None:
         assert "sct-security:/sct-security:ro" in mounts, name
     assert SERVICES["simulator"]["environment"]["SCT_MQTT__URL"].startswith("mqtts://")
     assert "collector.env" in " ".join(SERVICES["collector"]["entrypoint"])
+
+
+def test_the_cluster_profile_is_three_nodes_two_collectors_and_a_valid_configuration(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from collector.settings import Settings
+
+    cluster = {n for n, s in SERVICES.items() if "cluster" in s.get("profiles", [])}
+    assert cluster == {"rabbit1", "rabbit2", "rabbit3", "cluster-setup", "collector-a",
+                       "collector-b", "cluster-simulator"}
+    conf = (ROOT / "deploy/rabbitmq/rabbitmq.conf").read_text()
+    nodes = set(re.findall(r"classic_config\.nodes\.\d = rabbit@(\w+)", conf))
+    assert nodes == {SERVICES[n]["hostname"] for n in ("rabbit1", "rabbit2", "rabbit3")}
+    timeout_ms = int(re.search(r"^consumer_timeout = (\d+)", conf, re.M).group(1))  # type: ignore[union-attr]
+    assert timeout_ms >= 6 * 3600 * 1000
+    assert not re.search(r"pass|cookie", conf.split("\n", 2)[2], re.I), "no secret in it"
+    instances = []
+    for name in ("collector-a", "collector-b"):
+        env = {k: str(v) for k, v in SERVICES[name]["environment"].items()}
+        env = {k: ("secret" if v.startswith("${") else v) for k, v in env.items()}
+        with monkeypatch.context() as patched:
+            for key, value in env.items():
+                patched.setenv(key, value)
+            settings = Settings()
+        assert settings.source.kind == "amqp" and len(settings.amqp.urls) == 3
+        instances.append(settings.metrics.instance)
+        assert sorted(settings.amqp.peers) == sorted(json.loads(env["SCT_AMQP__PEERS"]))
+    assert sorted(instances) == sorted(json.loads(
+        SERVICES["collector-a"]["environment"]["SCT_AMQP__PEERS"]))
+    assert SERVICES["cluster-simulator"]["environment"]["SCT_MQTT__URL"].startswith("mqtt://rabbit")
