@@ -143,7 +143,8 @@ class Collector:
                               " (run: sct cluster setup --registry FILE)")
         detect = self._detect = DetectStage(reg, s.detect, self.book)
         last = LastSeen()
-        stamps = ReplicatedStamps(s.metrics.instance)
+        stamps = ReplicatedStamps(s.metrics.instance, lambda device: takeover
+                                  .partition_of_device(device))
         pipeline = Pipeline(Decoder(s.validation, s.mqtt.topic_root), Enricher(reg),
                             self.counters, detect, stamps.stamp, last.fresh)
         async with InfluxWriter(s.influx) as writer:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+import aiormq.abc
+from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPError, ChannelInvalidStateError
 
 from collector.errors import BrokerError
@@ -57,42 +60,69 @@ async def connect(settings: AmqpSettings, first: int = 0,
     raise BrokerError("no RabbitMQ node answered: " + "; ".join(failures))
 
 
-async def read_stream(connection: Connection, name: str, idle_s: float = 0.5,
-                      timeout_s: float = 60.0, since: datetime | None = None
-                      ) -> list[tuple[int, AbstractIncomingMessage]]:
-    """Every message of stream ``name`` (``since`` a time: from the chunk holding it) with
-    its offset, oldest first, leaving it as it is (on a channel of its own)."""
-    channel = await connection.channel()
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One message of a stream, as read back."""
+
+    offset: int
+    body: bytes
+    headers: dict[str, Any]
+    routing_key: str
+    timestamp_ms: int
+
+
+#: Stream messages acknowledged at once (a stream needs its consumer's acknowledgements
+#: to send more; one each would cost a frame each).
+ACK_EVERY = 200
+
+
+async def read_stream(connection: Connection, name: str, idle_s: float = 0.3,
+                      timeout_s: float = 120.0, since: datetime | None = None
+                      ) -> list[StreamRecord]:
+    """Every message of stream ``name`` (``since`` a time: from the chunk holding it),
+    oldest first, leaving it as it is (on a channel of its own)."""
+    channel = await (await connection.channel()).get_underlay_channel()
     try:
-        await channel.set_qos(prefetch_count=1000)
-        last = await _offsets(channel, name, "last", None, idle_s, timeout_s)
+        await channel.basic_qos(prefetch_count=2 * ACK_EVERY)
+        last = await _records(channel, name, "last", None, idle_s, timeout_s)
         if not last:
             return []
-        end = max(offset for offset, _ in last)
-        return await _offsets(channel, name, since or "first", end, idle_s, timeout_s)
+        end = max(record.offset for record in last)
+        return await _records(channel, name, since or "first", end, idle_s, timeout_s)
     finally:
         with contextlib.suppress(*FAILURES):
             await channel.close()
 
 
-async def _offsets(channel: AbstractChannel, name: str, start: str | datetime,
-                   end: int | None,
-                   idle_s: float, timeout_s: float) -> list[tuple[int, AbstractIncomingMessage]]:
-    queue = await channel.get_queue(name, ensure=False)
-    got: list[tuple[int, AbstractIncomingMessage]] = []
+async def _records(channel: aiormq.abc.AbstractChannel, name: str, start: str | datetime,
+                   end: int | None, idle_s: float, timeout_s: float) -> list[StreamRecord]:
+    got: list[StreamRecord] = []
     done = asyncio.Event()
     heard = asyncio.Event()
+    unacked = 0
 
-    async def on_message(message: AbstractIncomingMessage) -> None:
-        offset = int((message.headers or {}).get("x-stream-offset", -1))  # type: ignore[arg-type]
-        await message.ack()
+    async def on_message(message: DeliveredMessage) -> None:
+        nonlocal unacked
+        properties = message.header.properties
+        headers = dict(properties.headers or {})
+        raw = headers.get("x-stream-offset")
+        offset = raw if isinstance(raw, int) else -1
+        stamp = properties.timestamp
         if end is None or offset <= end:
-            got.append((offset, message))
+            got.append(StreamRecord(offset, message.body, headers, message.routing_key or "",
+                                    int(stamp.timestamp() * 1000) if stamp else 0))
         heard.set()
-        if end is not None and offset >= end:
+        unacked += 1
+        finished = end is not None and offset >= end
+        if unacked >= ACK_EVERY or finished:
+            unacked = 0
+            tag = getattr(message.delivery, "delivery_tag", None) or 0
+            await channel.basic_ack(tag, multiple=True)
+        if finished:
             done.set()
 
-    tag = await queue.consume(on_message, arguments={"x-stream-offset": start})
+    consume = await channel.basic_consume(name, on_message,
+                                          arguments={"x-stream-offset": start})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     try:
@@ -109,5 +139,5 @@ async def _offsets(channel: AbstractChannel, name: str, start: str | datetime,
                 break
     finally:
         with contextlib.suppress(*FAILURES):
-            await queue.cancel(tag)
+            await channel.basic_cancel(consume.consumer_tag or "")
     return got

@@ -18,13 +18,11 @@ refused (topic ``influx:write``) are not device messages and are not replayed.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import aio_pika
 import orjson
-from aio_pika.abc import AbstractIncomingMessage
 
-from collector.cluster.broker import Connection, read_stream
+from collector.cluster.broker import Connection, StreamRecord, read_stream
 from collector.cluster.topology import MQTT_EXCHANGE, Names
 from collector.deadletter import INFLUX_TOPIC, from_json
 from collector.records import Reject
@@ -35,8 +33,8 @@ MARKER = "replayed"
 DELIVERIES = "amqp.delivery_limit"
 
 
-def _record(message: AbstractIncomingMessage) -> Reject | list[int] | None:
-    headers: dict[str, Any] = dict(message.headers or {})
+def _record(message: StreamRecord) -> Reject | list[int] | None:
+    headers = message.headers
     if headers.get("kind") == MARKER:
         return [int(offset) for offset in orjson.loads(message.body)]
     # Dead-lettered by the broker: at-least-once dead-lettering sets x-first-death-*
@@ -47,10 +45,9 @@ def _record(message: AbstractIncomingMessage) -> Reject | list[int] | None:
         death = headers["x-death"][0]
         reason, queue = death.get("reason"), death.get("queue")
     if reason is not None:
-        stamp = message.timestamp.timestamp() * 1000 if message.timestamp else 0
-        return Reject((message.routing_key or "").replace(".", "/"), message.body, "poison",
+        return Reject(message.routing_key.replace(".", "/"), message.body, "poison",
                       f"dead-lettered by the broker ({reason}: {DELIVERIES} deliveries "
-                      f"without an acknowledgement) from {queue}", int(stamp))
+                      f"without an acknowledgement) from {queue}", message.timestamp_ms)
     try:
         return from_json(message.body)
     except ValueError:
@@ -63,12 +60,12 @@ async def records(connection: Connection, names: Names,
     """The dead letters not yet replayed, with their stream offsets, oldest first."""
     found: list[tuple[int, Reject]] = []
     replayed: set[int] = set()
-    for offset, message in await read_stream(connection, names.deadletters):
+    for message in await read_stream(connection, names.deadletters):
         record = _record(message)
         if isinstance(record, list):
             replayed.update(record)
         elif record is not None and (reason is None or record.reason == reason):
-            found.append((offset, record))
+            found.append((message.offset, record))
     return [(offset, r) for offset, r in found if offset not in replayed]
 
 

@@ -3,12 +3,12 @@
 A reading without ``ts`` is stamped on receipt (as in :mod:`collector.stamps`). When the
 collector that stamped it dies before acknowledging it, another collector gets the message
 again and must give it the same stamp, else InfluxDB holds the reading twice. So the stamp
-does not live on one collector's disk: each is appended to the ``<prefix>.stamps`` stream
-(replicated like the queues, kept 7 days) and confirmed by the broker *before* the reading is
-handed to the writer; and once a message is acknowledged, an ``acked`` record names its
-stamps.
+does not live on one collector's disk: each is appended to its partition's stamp stream
+(``<prefix>.stamps.<n>``, replicated like the queues, kept 7 days) and confirmed by the broker
+*before* the reading is handed to the writer; and once a message is acknowledged, an
+``acked`` record names its stamps.
 
-On taking a partition over, a collector reads the stream back over the last
+On taking a partition over, a collector reads that partition's stream back over the last
 ``LOOKBACK_S`` (longer than a message can stay unacknowledged: ``consumer_timeout``), keeps
 the stamps of the partition's devices that were never acknowledged, and hands them out,
 oldest first, to redelivered messages with the same topic and payload. It also learns each
@@ -26,6 +26,7 @@ import hashlib
 import logging
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 import orjson
 
@@ -53,13 +54,15 @@ class ReplicatedStamps:
     """Gives out stamps, queues their records for the stream, and hands back the
     unacknowledged stamps of a dead collector to the redeliveries."""
 
-    def __init__(self, instance: str) -> None:
+    def __init__(self, instance: str, partition_of: Callable[[str], int]) -> None:
+        self._partition_of = partition_of
         self._epoch = f"{instance}/{uuid.uuid4().hex[:12]}"
         self._seq = 0
         self._last: dict[str, int] = {}
         self._unacked: dict[tuple[str, str], deque[int]] = defaultdict(deque)
-        #: Records to append (and have confirmed) before this message's readings are written.
-        self.pending: list[bytes] = []
+        #: Records to append (and have confirmed) before this message's readings are written,
+        #: with the partition whose stamp stream takes each.
+        self.pending: list[tuple[int, bytes]] = []
         #: Ids of the stamps given to the message being processed, for its ``acked`` record.
         self.given: list[str] = []
         #: Stamps given back to redeliveries since start.
@@ -80,12 +83,12 @@ class ReplicatedStamps:
         self._last[device] = max(last, ts_ms)
         self._seq += 1
         stamp_id = f"{self._epoch}/{self._seq}"
-        self.pending.append(orjson.dumps({"id": stamp_id, "d": device, "k": key,
-                                          "ts": ts_ms}))
+        self.pending.append((self._partition_of(device), orjson.dumps(
+            {"id": stamp_id, "d": device, "k": key, "ts": ts_ms})))
         self.given.append(stamp_id)
         return Stamp(ts_ms, moved)
 
-    def take_pending(self) -> tuple[list[bytes], list[str]]:
+    def take_pending(self) -> tuple[list[tuple[int, bytes]], list[str]]:
         """The records to append and the stamp ids of the message just processed."""
         pending, given = self.pending, self.given
         self.pending, self.given = [], []

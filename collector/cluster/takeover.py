@@ -88,7 +88,8 @@ class Takeover:
 
     def __init__(self, registry: Registry, partitions: int, detect: DetectStage,
                  last: LastSeen, query: Query, stamps: ReplicatedStamps,
-                 read_stamps: Callable[[datetime], Awaitable[list[bytes]]]) -> None:
+                 read_stamps: Callable[[int, datetime], Awaitable[list[bytes]]]) -> None:
+        self._registry = registry
         self._detect = detect
         self._last = last
         self._query = query
@@ -100,9 +101,15 @@ class Takeover:
         self._devices: dict[str, list[str]] = defaultdict(list)
         for device in registry.devices.values():
             self._devices[device.community.id].append(device.id)
+        self._partition_of = {c: partition_of(c, partitions) for c in registry.communities}
         self._kinds = sorted({d.kind for d in registry.devices.values()})
         #: Seconds the last warm-up took.
         self.last_warmup_s = 0.0
+
+    def partition_of_device(self, device: str) -> int:
+        """The partition a device's messages come from (its community's)."""
+        found = self._registry.device(device)
+        return self._partition_of[found.community.id] if found is not None else 0
 
     def communities(self, partitions: set[int]) -> set[str]:
         return {c for n in partitions for c in self._communities.get(n, [])}
@@ -119,7 +126,9 @@ class Takeover:
         try:
             reopened = await self._alerts(where)
             devices = await self._last_readings(where)
-            waiting = self._stamps.load(await self._stamp_records(), {
+            queried = time.monotonic() - started
+            waiting = self._stamps.load(await self._read_stamps(
+                n, datetime.now(UTC) - timedelta(seconds=LOOKBACK_S)), {
                 d for c in communities for d in self._devices[c]})
         except (WriteError, BrokerError, *FAILURES, KeyError, ValueError, TypeError,
                 IndexError) as exc:
@@ -129,13 +138,8 @@ class Takeover:
         self.last_warmup_s = time.monotonic() - started
         log.info("partition %d (%d communities): %d open alerts and %d devices' last "
                  "readings rebuilt from InfluxDB, %d unacknowledged stamps from the stamp "
-                 "stream, in %.2f s", n, len(communities), reopened, devices, waiting,
-                 self.last_warmup_s)
-
-    async def _stamp_records(self) -> list[bytes]:
-        """The stamp stream since ``LOOKBACK_S``, read afresh for each partition (a cached
-        read could miss the stamps of a second collector that died meanwhile)."""
-        return await self._read_stamps(datetime.now(UTC) - timedelta(seconds=LOOKBACK_S))
+                 "stream, in %.2f s (InfluxDB %.2f s)", n, len(communities), reopened,
+                 devices, waiting, self.last_warmup_s, queried)
 
     async def _alerts(self, where: str) -> int:
         series = (await self._query(

@@ -8,6 +8,7 @@
                                                     single active consumer, delivery limit
        no binding takes it --> alternate exchange --> <prefix>.unrouted (quorum queue)
        delivery limit reached, refusals ----------> <prefix>.deadletters (stream)
+       stamps given to readings without ts -------> <prefix>.stamps.<n> (a stream each)
 
 Device channels alone enter ``<prefix>.devices`` (the exchange-to-exchange bindings carry
 nothing else), so the collectors' alerts on ``amq.topic`` never route back into a partition,
@@ -73,9 +74,10 @@ class Names:
     def topology(self) -> str:
         return f"{self.prefix}.topology"
 
-    @property
-    def stamps(self) -> str:
-        return f"{self.prefix}.stamps"
+    def stamps(self, n: int) -> str:
+        """The stamp stream of partition ``n`` (one a partition: a take-over reads only its
+        own partition's)."""
+        return f"{self.prefix}.stamps.{n}"
 
     def partition(self, n: int) -> str:
         return f"{self.prefix}.partition.{n}"
@@ -124,7 +126,8 @@ def queue_arguments(settings: AmqpSettings, names: Names) -> dict[str, dict[str,
         "x-queue-type": "stream",
         "x-max-length-bytes": int(settings.deadletter_max_mb * 2**20)}
     queues[names.topology] = {"x-queue-type": "stream"}
-    queues[names.stamps] = {"x-queue-type": "stream", "x-max-age": "7D"}
+    for n in range(settings.partitions):
+        queues[names.stamps(n)] = {"x-queue-type": "stream", "x-max-age": "7D"}
     return queues
 
 
@@ -154,7 +157,7 @@ async def _exists(connection: Connection, kind: str, name: str) -> bool:
 async def read_layout(connection: Connection, names: Names) -> Layout:
     if not await _exists(connection, "queue", names.topology):
         return Layout()
-    return Layout.read([message.body for _, message in
+    return Layout.read([record.body for record in
                         await read_stream(connection, names.topology)])
 
 

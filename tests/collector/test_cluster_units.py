@@ -35,7 +35,7 @@ def _msg(payload: bytes, redelivered: bool, at: int) -> Inbound:
 
 
 def test_a_redelivery_gets_the_stamp_the_dead_collector_gave_it_unless_acknowledged() -> None:
-    dead = ReplicatedStamps("sct-a")
+    dead = ReplicatedStamps("sct-a", lambda d: 0)
     heartbeat = b'{"fill_pct": 10}'
     first = dead.stamp(_msg(heartbeat, False, 1000), "bin-1")
     records_1, ids_1 = dead.take_pending()
@@ -43,14 +43,14 @@ def test_a_redelivery_gets_the_stamp_the_dead_collector_gave_it_unless_acknowled
     records_2, _ = dead.take_pending()
     assert (first.ts_ms, second.ts_ms) == (1000, 1001) and second.moved
     # The first message was acknowledged; the second written but not, when sct-a died.
-    stream = records_1 + records_2 + [acked_record(ids_1)]
+    stream = [body for _, body in records_1 + records_2] + [acked_record(ids_1)]
 
-    heir = ReplicatedStamps("sct-b")
+    heir = ReplicatedStamps("sct-b", lambda d: 0)
     assert heir.load(stream, {"bin-1"}) == 1
     again = heir.stamp(_msg(heartbeat, True, 5000), "bin-1")
     assert again.ts_ms == 1001 and not again.moved
     # The heir records the stamp as its own (a second take-over finds it too) ...
-    record = orjson.loads(heir.take_pending()[0][0])
+    record = orjson.loads(heir.take_pending()[0][0][1])
     assert (record["d"], record["ts"]) == ("bin-1", 1001)
     # ... and a new message, even with the same bytes, is stamped anew after the last.
     fresh = heir.stamp(_msg(heartbeat, True, 900), "bin-1")
@@ -58,11 +58,11 @@ def test_a_redelivery_gets_the_stamp_the_dead_collector_gave_it_unless_acknowled
 
 
 def test_stamps_of_other_devices_and_torn_records_are_left_out() -> None:
-    dead = ReplicatedStamps("sct-a")
+    dead = ReplicatedStamps("sct-a", lambda d: 0)
     dead.stamp(_msg(b"{}", False, 10), "bin-9")
     records, _ = dead.take_pending()
-    heir = ReplicatedStamps("sct-b")
-    assert heir.load([*records, b"{torn", b'{"acked": 3}'], {"bin-1"}) == 0
+    heir = ReplicatedStamps("sct-b", lambda d: 0)
+    assert heir.load([*(b for _, b in records), b"{torn", b"{\"acked\": 3}"], {"bin-1"}) == 0
 
 
 def test_what_is_not_newer_than_the_last_processed_reading_is_not_detected_again() -> None:

@@ -1,0 +1,249 @@
+"""Cluster mode throughput and memory, in one run on a real three-node RabbitMQ cluster.
+
+For 1 and then 2 collectors, N full streetlight readings (eight fields, one reading a
+message, as lamps send them) are queued through the MQTT plugin of node 2 into the
+partitions while no collector runs; then the collectors start and the time until InfluxDB
+counts every reading is measured. Against the two ceilings, each measured in the same run:
+- the broker's own drain: a bare aio-pika consumer on every partition that acknowledges
+  each message without looking at it (what the cluster can hand out);
+- InfluxDB's own ingest: the same number of points, pre-encoded, posted in batches of 5,000
+  by two writers.
+Also: each node's memory idle, and per MQTT connection (2,000 idle device connections
+opened to node 3). The machine is shared and its speed drifts: read the ratios.
+
+    python -m bench.cluster [--readings 60000] [--out bench-cluster.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import orjson
+from aiormq.abc import DeliveredMessage
+
+from bench.stack import CpuWatch, Publisher, wait_count
+from collector import mqttwire as wire
+from simulators import servers
+from simulators.rabbitmq import Cluster, start_cluster
+from simulators.registry_gen import generate, to_yaml
+
+PARTITIONS = 8
+CONNECTIONS = 2_000
+
+
+def beam_pid(cluster: Cluster, index: int) -> int:
+    """The Erlang VM of a node (the server process is a shell script, its parent)."""
+    pid = cluster.nodes[index].server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(children[0])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reading(i: int, base_ms: int) -> bytes:
+    return orjson.dumps({"ts": base_ms + i, "on": True, "dim_pct": 80.0,
+                         "power_w": 96.0 + i % 7, "voltage_v": 229.5, "current_a": 0.42,
+                         "energy_kwh": 1000.0 + i / 1000, "lux": 3.0, "temp_c": 21.5})
+
+
+def queue(port: int, lamps: list[dict[str, str]], count: int, base_ms: int) -> None:
+    publisher = Publisher(port, f"bench-{uuid.uuid4().hex[:6]}")
+    packets = [publisher.packet(
+        f"sc/{lamps[i % len(lamps)]['community']}/streetlight/{lamps[i % len(lamps)]['id']}"
+        "/telemetry", reading(i, base_ms)) for i in range(count)]
+    for at in range(0, count, 2000):
+        publisher.send(packets[at:at + 2000])
+        # The plugin confirms after the quorum commit; keep a bounded window in flight.
+        publisher.wait_acked(max(0, at - 20_000))
+    publisher.wait_acked(count)
+    publisher.close()
+
+
+def setup(env: dict[str, str]) -> None:
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "collector", "cluster", "setup"], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode:
+        raise SystemExit(f"setup failed: {done.stderr}")
+
+
+def broker_drain(cluster: Cluster, prefix: str, count: int) -> float:
+    """Messages/s a bare consumer takes from every partition: on aiormq's channel, each
+    delivery counted and acknowledged (a multiple ack every 500), nothing else done."""
+    async def drain() -> float:
+        connection = await aio_pika.connect(cluster.amqp_urls[0])
+        got = 0
+        done = asyncio.Event()
+        started = time.monotonic()
+        for n in range(PARTITIONS):
+            channel = await (await connection.channel()).get_underlay_channel()
+            await channel.basic_qos(prefetch_count=2000)
+            seen = 0
+
+            def on(channel: Any) -> Any:
+                async def on_message(message: DeliveredMessage) -> None:
+                    nonlocal got, seen
+                    got += 1
+                    seen += 1
+                    if seen % 500 == 0 or got >= count:
+                        await channel.basic_ack(message.delivery.delivery_tag, multiple=True)
+                    if got >= count:
+                        done.set()
+                return on_message
+            await channel.basic_consume(f"{prefix}.partition.{n}", on(channel))
+        await asyncio.wait_for(done.wait(), 600)
+        seconds = time.monotonic() - started
+        await connection.close()
+        return count / seconds
+    return asyncio.run(drain())
+
+
+def influx_ingest(url: str, database: str, count: int, base_ms: int) -> float:
+    lines = [f"streetlight,city=c,district=d,community=c1,device=lamp-{i % 500} on=true,"
+             f"dim_pct=80,power_w={96 + i % 7},voltage_v=229.5,current_a=0.42,"
+             f"energy_kwh={1000 + i / 1000},lux=3,temp_c=21.5 {base_ms + i}".encode()
+             for i in range(count)]
+    batches = [b"\n".join(lines[at:at + 5000]) for at in range(0, count, 5000)]
+    httpx.post(f"{url}/query", params={"q": f"CREATE DATABASE {database}"})
+
+    async def post() -> float:
+        async with httpx.AsyncClient(timeout=60) as client:
+            todo = list(batches)
+
+            async def writer() -> None:
+                while todo:
+                    body = todo.pop()
+                    r = await client.post(f"{url}/write", params={
+                        "db": database, "precision": "ms"}, content=body)
+                    r.raise_for_status()
+            started = time.monotonic()
+            await asyncio.gather(writer(), writer())
+            return count / (time.monotonic() - started)
+    return asyncio.run(post())
+
+
+def collectors_drain(work: Path, cluster: Cluster, influx: servers.Server,
+                     registry: dict[str, Any], count: int, instances: list[str]
+                     ) -> dict[str, Any]:
+    import subprocess
+    prefix = "b" + uuid.uuid4().hex[:8]
+    influx_url = f"http://127.0.0.1:{influx.port}"
+    env = {**os.environ, "SCT_SOURCE__KIND": "amqp",
+           "SCT_AMQP__URLS": json.dumps(cluster.amqp_urls), "SCT_AMQP__PREFIX": prefix,
+           "SCT_AMQP__PARTITIONS": str(PARTITIONS), "SCT_AMQP__PEERS": json.dumps(instances),
+           "SCT_AMQP__STANDBY_DELAY_S": "2", "SCT_INFLUX__URL": influx_url,
+           "SCT_INFLUX__DATABASE": prefix, "SCT_REGISTRY__PATH": str(work / "registry.yaml")}
+    setup(env)
+    lamps = [d for d in registry["devices"] if d["kind"] == "streetlight"]
+    base = int(time.time() * 1000) - 86_400_000
+    queue(cluster.nodes[1].mqtt_port, lamps, count, base)
+    processes = {}
+    for name in instances:
+        log = (work / f"{prefix}-{name}.log").open("wb")
+        processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "collector", "collect"], stdout=log,
+            stderr=subprocess.STDOUT, env={**env, "SCT_METRICS__INSTANCE": name,
+                                           "SCT_STORAGE__DIR": str(work / f"{prefix}-{name}")})
+    pids = {name: p.pid for name, p in processes.items()}
+    pids.update({f"rabbit{i + 1}": beam_pid(cluster, i) for i in range(3)})
+    pids["influxd"] = influx.process.pid
+    watch = CpuWatch(pids)
+    started = time.monotonic()
+    done, landed = wait_count(influx_url, prefix, f"SELECT count(power_w) FROM streetlight "
+                              f"WHERE time >= {base}ms", count)
+    cpu = watch.stop()
+    seconds = done - started
+    for process in processes.values():
+        process.terminate()
+        process.wait(60)
+    return {"collectors": len(instances), "readings": count, "landed": landed,
+            "seconds": round(seconds, 2), "readings_s": round(count / seconds),
+            "cpu": cpu, "prefix": prefix}
+
+
+def memory(cluster: Cluster) -> dict[str, float]:
+    idle = {f"rabbit{i + 1}": round(rss_mb(beam_pid(cluster, i))) for i in range(3)}
+    pid = beam_pid(cluster, 2)
+    before = rss_mb(pid)
+    sockets = []
+    for i in range(CONNECTIONS):
+        sock = socket.create_connection(("127.0.0.1", cluster.nodes[2].mqtt_port))
+        sock.sendall(wire.connect(f"bench-dev-{i}", 600, True))
+        sockets.append(sock)
+    for sock in sockets:
+        sock.settimeout(30)
+        sock.recv(4)                                    # CONNACK
+    time.sleep(2.0)
+    after = rss_mb(pid)
+    for sock in sockets:
+        sock.close()
+    return {"node_idle_mb": idle, "per_connection_kb": round((after - before) * 1024 /
+                                                              CONNECTIONS, 1),
+            "connections": CONNECTIONS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--readings", type=int, default=60_000)
+    parser.add_argument("--out", type=Path, default=Path("bench-cluster.json"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="sct-bench-cluster-") as tmp:
+        work = Path(tmp)
+        registry = generate(20, seed=1)
+        (work / "registry.yaml").write_text(to_yaml(registry))
+        print("starting 3 RabbitMQ nodes and InfluxDB ...", flush=True)
+        cluster = start_cluster(work / "rabbitmq")
+        (work / "influx").mkdir()
+        influx = servers.start_influxd(work / "influx")
+        try:
+            mem = memory(cluster)
+            runs = [collectors_drain(work, cluster, influx, registry, args.readings, names)
+                    for names in (["sct-a"], ["sct-a", "sct-b"])]
+            # The broker's own drain, on a backlog queued the same way.
+            env = {**os.environ, "SCT_AMQP__URLS": json.dumps(
+                cluster.amqp_urls), "SCT_AMQP__PARTITIONS": str(PARTITIONS),
+                   "SCT_REGISTRY__PATH": str(work / "registry.yaml")}
+            prefix = "c" + uuid.uuid4().hex[:8]
+            setup({**env, "SCT_AMQP__PREFIX": prefix})
+            lamps = [d for d in registry["devices"] if d["kind"] == "streetlight"]
+            queue(cluster.nodes[1].mqtt_port, lamps, args.readings, 0)
+            broker = broker_drain(cluster, prefix, args.readings)
+            ingest = influx_ingest(f"http://127.0.0.1:{influx.port}", "ceiling",
+                                   args.readings, int(time.time() * 1000) - 86_400_000)
+        finally:
+            influx.stop()
+            cluster.stop()
+    result = {"memory": mem, "runs": runs, "broker_drain_msg_s": round(broker),
+              "influx_ingest_points_s": round(ingest)}
+    print(f"\nceilings: broker's own drain {broker:,.0f} msg/s; InfluxDB's own ingest "
+          f"{ingest:,.0f} points/s (8 fields)")
+    print(f"{'collectors':>10}{'readings/s':>12}{'÷ broker':>10}{'÷ InfluxDB':>11}  CPU (cores)")
+    for r in runs:
+        cpu = " ".join(f"{k}={v:.2f}" for k, v in r["cpu"].items())
+        print(f"{r['collectors']:>10}{r['readings_s']:>12,}{r['readings_s'] / broker:>10.2f}"
+              f"{r['readings_s'] / ingest:>11.2f}  {cpu}")
+    print(f"memory: nodes idle {mem['node_idle_mb']} MB; "
+          f"{mem['per_connection_kb']} KB per idle MQTT connection ({CONNECTIONS} opened)")
+    args.out.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
