@@ -34,6 +34,7 @@ bench: system-deps install
 	$(BIN)/python -m bench --out bench.json
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.scale --out bench-scale.json
+	$(BIN)/python -m bench.cluster --out bench-cluster.json
 	$(BIN)/python -m bench.detectors
 
 install: $(VENV)/.installed

@@ -94,6 +94,21 @@ class ClusterRig:
                  or process.poll() is not None, 60, f"collector {instance} to subscribe")
         assert process.poll() is None, self.log(instance)[-3000:]
 
+    def logged_at(self, instance: str, text: str, after: float) -> float | None:
+        """When a log line containing ``text`` was first written after ``after`` (epoch s)."""
+        from datetime import datetime
+        for line in self.log(instance).splitlines():
+            if text in line:
+                at = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                if at >= after:
+                    return at
+        return None
+
+    def counted(self, field: str) -> int:
+        """The sum over the collectors of a self-metrics counter's last value."""
+        series = self.query(f"SELECT last({field}) FROM collector GROUP BY instance")
+        return sum(int(s["values"][0][1] or 0) for s in series)
+
     def kill(self, instance: str) -> None:
         process = self.collectors[instance]
         process.kill()
@@ -234,6 +249,9 @@ def test_two_collectors_over_two_nodes_write_each_reading_once(rig: ClusterRig) 
     wait_for(counted, 20, "the collectors' counts to add up")
     time.sleep(1.0)
     assert sum(rig.landed(load) for load in loads) == published
+    print(f"\nFAILURE nothing (two collectors, devices on two nodes) | {published} | "
+          f"{sum(rig.landed(load) for load in loads)} | none ({rig.counted('redelivered')} "
+          f"redeliveries) | -")
 
 
 def test_kill_an_active_collector_mid_stream_its_partitions_move_and_nothing_is_lost(
@@ -241,8 +259,8 @@ def test_kill_an_active_collector_mid_stream_its_partitions_move_and_nothing_is_
     rig.setup()
     rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="5")
     rig.start("sct-b", SCT_AMQP__STANDBY_DELAY_S="5")
-    wait_for(lambda: "standing by" in rig.log("sct-a") and rig.log("sct-b"), 30,
-             "both collectors to subscribe")
+    wait_for(lambda: "standing by on" in rig.log("sct-a") and
+             "standing by on" in rig.log("sct-b"), 30, "both collectors to stand by")
     started_ms = int(time.time() * 1000)
     load = Load(rig.cluster.nodes[1].mqtt_port, rig.registry, count=12_000, rate=2_000,
                 client_id=f"load-{rig.prefix}",
@@ -253,7 +271,7 @@ def test_kill_an_active_collector_mid_stream_its_partitions_move_and_nothing_is_
                      kinds=("waste_bin",)).start()
     wait_for(lambda: rig.landed(load) > 2_000, 60, "the stream to be under way")
     rig.kill("sct-a")
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     assert load.published < load.count, "the collector was killed after the stream ended"
     wait_for(lambda: rig.active("sct-b") >= {_partition(c) for c in rig.communities()}, 60,
              "sct-b to take over every partition")
@@ -267,8 +285,15 @@ def test_kill_an_active_collector_mid_stream_its_partitions_move_and_nothing_is_
         return int(series[0]["values"][0][1]) if series else 0
     wait_for(lambda: stamped() >= clockless.published, 60, "every clockless reading")
     time.sleep(1.0)
-    print(f"take-over in {took_over:.1f} s; {load.published} published, "
-          f"{rig.landed(load)} landed; {clockless.published} without ts, {stamped()} landed")
+    taken = rig.logged_at("sct-b", "(taken over)", killed_wall)
+    warmed = rig.logged_at("sct-b", "rebuilt from InfluxDB", taken or killed_wall)
+    print(f"\nFAILURE kill -9 of an active collector | {load.published} + {clockless.published} "
+          f"without ts | {rig.landed(load)} + {stamped()} | none (the redeliveries, "
+          f"{rig.counted('redelivered')}, overwrote themselves; stamps given back: "
+          f"{rig.counted('stamps_reused')}) | first delivery to sct-b "
+          f"{(taken or 0) - killed_wall:.2f} s after the kill, warm-up done "
+          f"{(warmed or 0) - killed_wall:.2f} s after (test saw every partition held in "
+          f"{took_over:.1f} s)")
     assert rig.landed(load) == load.published
     assert stamped() == clockless.published
     assert "taken over" in rig.log("sct-b")
@@ -318,8 +343,8 @@ def test_an_open_alert_stays_open_across_a_take_over_and_reaches_operators_once(
     ops = Subscriber(rig.cluster.nodes[2].mqtt_port)
     rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="3")
     rig.start("sct-b", SCT_AMQP__STANDBY_DELAY_S="3")
-    wait_for(lambda: "standing by" in rig.log("sct-a") and "standing by" in rig.log("sct-b"),
-             30, "both collectors")
+    wait_for(lambda: "standing by on" in rig.log("sct-a") and
+             "standing by on" in rig.log("sct-b"), 30, "both collectors to stand by")
     try:
         now = int(time.time() * 1000)
         publish(rig.cluster.nodes[1].mqtt_port,
@@ -419,9 +444,14 @@ def test_influxdb_down_for_20_s_nothing_is_acknowledged_early_and_all_lands_afte
         # collector (up to the prefetch) or waiting in the queues.
         assert sum(rig.queue_depths().values()) == load.published
         assert rig.collectors["sct-a"].poll() is None
+        held = sum(rig.queue_depths().values())
         influx = servers.start_influxd(tmp_path / "influx", port=influx.port)
+        back = time.monotonic()
         wait_for(lambda: rig.landed(load) == load.published, 90, "every reading after")
         wait_for(lambda: sum(rig.queue_depths().values()) == 0, 30, "the queues to drain")
+        print(f"\nFAILURE InfluxDB down 20 s | {load.published} | {rig.landed(load)} | none "
+              f"({held} held on the broker through the outage, none acknowledged) | all "
+              f"landed {time.monotonic() - back:.1f} s after InfluxDB came back")
     finally:
         rig.stop_all()
         influx.stop()
@@ -441,12 +471,16 @@ def test_kill_the_node_leading_the_queues_loses_nothing(rig: ClusterRig) -> None
                 client_id=f"load-{rig.prefix}").start()
     wait_for(lambda: rig.landed(load) > 2_000, 60, "the stream to be under way")
     rig.cluster.nodes[0].kill()
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), time.time()
     assert load.published < load.count, "the node was killed after the stream ended"
     load.wait_acknowledged(90)
     wait_for(lambda: rig.landed(load) == load.published, 120, "every reading in InfluxDB")
-    print(f"node 1 killed: {load.published} published, {rig.landed(load)} landed, "
-          f"all in {time.monotonic() - killed_at:.1f} s after the kill")
+    back = [rig.logged_at(i, "connected to RabbitMQ", killed_wall) for i in ("sct-a", "sct-b")]
+    print(f"\nFAILURE kill -9 of the node leading every queue | {load.published} | "
+          f"{rig.landed(load)} | none ({rig.counted('redelivered')} redeliveries overwrote "
+          f"themselves) | collectors connected to another node "
+          f"{max(b or 0 for b in back) - killed_wall:.2f} s after the kill; the backlog "
+          f"landed {time.monotonic() - killed_at:.1f} s after")
     for instance in ("sct-a", "sct-b"):
         assert "lost" in rig.log(instance) and rig.collectors[instance].poll() is None
     time.sleep(1.0)

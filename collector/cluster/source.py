@@ -352,11 +352,12 @@ class AmqpSource:
         rest = sorted(set(range(self._settings.partitions)) - self._own)
         for n in own:
             await self._consume(connection, on_close, n)
-        log.info("subscribed to partitions %s (own share); standing by on %s in %.0f s",
-                 own, rest, self._settings.standby_delay_s)
+        log.info("subscribed to partitions %s (own share); to the rest in %.0f s",
+                 own, self._settings.standby_delay_s)
         await asyncio.sleep(self._settings.standby_delay_s)
         for n in rest:
             await self._consume(connection, on_close, n)
+        log.info("standing by on partitions %s", rest)
         await asyncio.Future()   # keeps the session's task set until it ends
 
     async def _consume(self, connection: Connection, on_close: Callable[..., None],
