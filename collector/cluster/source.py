@@ -37,6 +37,7 @@ from aio_pika.abc import AbstractChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from collector.cluster.acks import Acks, AmqpTicket, background
 from collector.cluster.broker import FAILURES, Connection, connect, read_stream, where
 from collector.cluster.stamps import acked_record
 from collector.cluster.topology import MQTT_EXCHANGE, Names
@@ -56,94 +57,6 @@ def own_share(instance: str, peers: list[str], partitions: int) -> set[int]:
         return {n for n in range(partitions) if n % len(ranked) == rank}
     parity = zlib.crc32(instance.encode()) % 2
     return {n for n in range(partitions) if n % 2 == parity}
-
-
-_RUNNING: set[asyncio.Future[None]] = set()
-
-
-def _background(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` without waiting for it (an acknowledgement, an alert), holding a
-    reference until it is done."""
-    task = asyncio.ensure_future(work)
-    _RUNNING.add(task)
-    task.add_done_callback(_RUNNING.discard)
-
-
-class AmqpTicket:
-    """One delivery's acknowledgement; sent once nothing holds it any more."""
-
-    __slots__ = ("_acks", "_holds", "stamps", "tag")
-
-    def __init__(self, acks: _Acks, tag: int) -> None:
-        self._acks = acks
-        self.tag = tag
-        self._holds = 1
-        #: Ids of the replicated stamps its readings got (named once it is acknowledged).
-        self.stamps: list[str] = []
-
-    @property
-    def settled(self) -> bool:
-        return self._holds == 0
-
-    def hold(self) -> None:
-        self._holds += 1
-
-    def release(self) -> None:
-        self._holds -= 1
-        if self._holds == 0:
-            self._acks.send_settled()
-
-
-class _Acks:
-    """One partition channel's deliveries, acknowledged in order."""
-
-    def __init__(self, channel: AbstractChannel,
-                 on_acked: Callable[[list[str]], None]) -> None:
-        # on_acked: names the stamps of acknowledged messages (this partition's).
-        self._channel = channel
-        self._on_acked = on_acked
-        self._tickets: deque[AmqpTicket] = deque()
-        self._upto = 0
-        self._stamps: list[str] = []
-        self._open = True
-
-    def __len__(self) -> int:
-        return len(self._tickets)
-
-    def track(self, tag: int) -> AmqpTicket:
-        ticket = AmqpTicket(self, tag)
-        self._tickets.append(ticket)
-        return ticket
-
-    def send_settled(self) -> None:
-        tickets = self._tickets
-        if not self._upto and tickets and tickets[0].settled:
-            asyncio.get_running_loop().call_soon(self._flush)
-        while tickets and tickets[0].settled:
-            ticket = tickets.popleft()
-            self._upto = ticket.tag
-            self._stamps += ticket.stamps
-
-    def _flush(self) -> None:
-        upto, self._upto = self._upto, 0
-        stamps, self._stamps = self._stamps, []
-        if self._open and upto:
-            _background(self._ack(upto, stamps))
-
-    async def _ack(self, upto: int, stamps: list[str]) -> None:
-        try:
-            await (await self._channel.get_underlay_channel()).basic_ack(upto, multiple=True)
-        except FAILURES as exc:
-            # The channel is gone: the broker delivers these messages again.
-            log.debug("acknowledgement up to %d not sent (%s)", upto, exc)
-            return
-        if stamps:
-            self._on_acked(stamps)
-
-    def close(self) -> None:
-        # Delivery tags belong to their channel: after it, the broker redelivers instead.
-        self._open = False
-        self._tickets.clear()
 
 
 Handler = Callable[[Inbound, AmqpTicket], Awaitable[None]]
@@ -171,7 +84,7 @@ class AmqpSource:
         self._warming: dict[int, deque[Delivery]] = {}
         self._ready: deque[int] = deque()
         self._arrived = asyncio.Event()
-        self._acks: dict[int, _Acks] = {}
+        self._acks: dict[int, Acks] = {}
         self._connection: Connection | None = None
         self._publisher: AbstractChannel | None = None
         self._confirming: AbstractChannel | None = None
@@ -208,7 +121,7 @@ class AmqpSource:
         if self._publisher is None or self._publisher.is_closed:
             self.alerts_dropped += 1
             return
-        _background(self._publish(self._publisher, topic, payload))
+        background(self._publish(self._publisher, topic, payload))
 
     async def _publish(self, channel: AbstractChannel, topic: str, payload: bytes) -> None:
         try:
@@ -251,7 +164,7 @@ class AmqpSource:
         def acked(ids: list[str]) -> None:
             channel = self._publisher
             if channel is not None and not channel.is_closed:
-                _background(self._publish_to(channel, self._names.stamps(n),
+                background(self._publish_to(channel, self._names.stamps(n),
                                              acked_record(ids)))
         return acked
 
@@ -365,14 +278,14 @@ class AmqpSource:
         channel = await connection.channel()
         channel.close_callbacks.add(on_close)
         await channel.set_qos(prefetch_count=self._settings.prefetch)
-        acks = self._acks[n] = _Acks(channel, self._stamps_acked(n))
         # On aiormq's channel under aio-pika's: a delivery costs one task there, not two and
         # a wrapper object (measured: README, Scaling out).
         underlay = await channel.get_underlay_channel()
+        acks = self._acks[n] = Acks(underlay, self._stamps_acked(n))
         await underlay.basic_consume(self._names.partition(n), self._receiver(n, acks),
                                      consumer_tag=f"{self._instance}.{n}")
 
-    def _receiver(self, n: int, acks: _Acks) -> Callable[[DeliveredMessage],
+    def _receiver(self, n: int, acks: Acks) -> Callable[[DeliveredMessage],
                                                           Coroutine[Any, Any, None]]:
         async def receive(message: DeliveredMessage) -> None:
             # Appended before any await: deliveries are handled in the order they came.
@@ -428,7 +341,7 @@ class AmqpSource:
                     self._ready.append(n)
                     self._arrived.set()
 
-        _background(warm())
+        background(warm())
 
     async def _wait_or_stall(self) -> None:
         self._arrived.clear()

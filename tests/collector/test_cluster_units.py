@@ -89,3 +89,39 @@ def test_the_topology_record_is_read_past_a_torn_one() -> None:
                                         "communities": {"c2": 3}})])
     assert (layout.partitions, layout.root, layout.communities) == (4, "sc",
                                                                      {"c1": 1, "c2": 3})
+
+
+def test_acknowledgements_go_in_delivery_order_one_frame_per_settled_run() -> None:
+    import asyncio
+
+    from collector.cluster.acks import Acks
+
+    class Channel:          # records what would be sent; one error path, no broker needed
+        def __init__(self) -> None:
+            self.sent: list[tuple[int, bool]] = []
+
+        async def basic_ack(self, tag: int, multiple: bool = False) -> None:
+            self.sent.append((tag, multiple))
+
+    async def run() -> tuple[list[tuple[int, bool]], list[list[str]]]:
+        channel = Channel()
+        named: list[list[str]] = []
+        acks = Acks(channel, named.append)   # type: ignore[arg-type]
+        tickets = [acks.track(tag) for tag in (1, 2, 3, 4)]
+        tickets[1].stamps = ["a/1"]
+        tickets[1].release()                 # 2 settles first: 1 still held, nothing sent
+        await asyncio.sleep(0)
+        assert channel.sent == []
+        tickets[0].release()                 # 1 and 2 go in one frame
+        tickets[3].release()                 # 4 waits behind 3
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert channel.sent == [(2, True)] and len(acks) == 2
+        tickets[2].release()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return channel.sent, named
+
+    sent, named = asyncio.run(run())
+    assert sent == [(2, True), (4, True)]
+    assert named == [["a/1"]]
