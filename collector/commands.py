@@ -186,19 +186,30 @@ def _detector_names() -> list[str]:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    from collector.detect.alerts import AlertBook
+    from collector.detect.alerts import Alert, AlertBook
 
     settings = config.load(args.config)
     book = AlertBook(settings.storage.dir / "alerts.json")
     book.load()
-    for alert in book.open:
+    opened = book.open
+    if settings.source.kind == "amqp":
+        # Cluster mode: each collector knows only its partitions' alerts; InfluxDB has all.
+        from collector.cluster.takeover import open_alerts
+        from collector.sink.influx import InfluxWriter
+
+        async def from_influx() -> list[Alert]:
+            async with InfluxWriter(settings.influx) as writer:
+                return await open_alerts(writer.query)
+
+        opened = asyncio.run(from_influx())
+    for alert in opened:
         if args.json:
             sys.stdout.buffer.write(alert.payload() + b"\n")
         else:
             print(f"{alert.ts_ms}  {alert.severity:<8} {alert.rule:<24} {alert.device:<28} "
                   f"{alert.message}")
     if not args.json:
-        print(f"{len(book.open)} open alerts", file=sys.stderr)
+        print(f"{len(opened)} open alerts", file=sys.stderr)
     return 0
 
 

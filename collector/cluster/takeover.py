@@ -83,6 +83,29 @@ def _regex(ids: list[str]) -> str:
     return "/^(" + "|".join(i.replace("-", "\\-") for i in ids) + ")$/"
 
 
+async def open_alerts(query: Query, where: str = "") -> list[Alert]:
+    """The alerts whose last transition in InfluxDB (over ``ALERT_DAYS``) is ``raised``, of
+    the communities ``where`` selects (all without it): what is open, whichever collector
+    raised it."""
+    condition = f"{where} AND " if where else ""
+    series = (await query(
+        f"SELECT last(state) AS state, value, score, message FROM {schema.ALERT} "
+        f"WHERE {condition}time > now() - {ALERT_DAYS}d GROUP BY *"))[0]
+    latest: dict[tuple[str, str], Alert] = {}
+    for s in series:
+        tags = s.get("tags", {})
+        for ts, state, value, score, message in s.get("values", []):
+            alert = Alert(tags.get("rule", ""), str(state), tags.get("severity", ""),
+                          tags.get(schema.DEVICE, ""), tags.get(schema.KIND, ""),
+                          tags.get(schema.COMMUNITY, ""), tags.get(schema.CITY, ""),
+                          float(value or 0), float(score or 0), str(message or ""), int(ts))
+            key = (alert.device, alert.rule)
+            # One series per tag set: a rule raised at two severities is two series.
+            if key not in latest or latest[key].ts_ms < alert.ts_ms:
+                latest[key] = alert
+    return sorted((a for a in latest.values() if a.state == "raised"), key=lambda a: a.ts_ms)
+
+
 class Takeover:
     """Warm-up on becoming active on a partition; forgetting on losing one."""
 
@@ -142,27 +165,10 @@ class Takeover:
                  devices, waiting, self.last_warmup_s, queried)
 
     async def _alerts(self, where: str) -> int:
-        series = (await self._query(
-            f"SELECT last(state) AS state, value, score, message FROM {schema.ALERT} "
-            f"WHERE {where} AND time > now() - {ALERT_DAYS}d GROUP BY *"))[0]
-        latest: dict[tuple[str, str], tuple[int, Alert]] = {}
-        for s in series:
-            tags = s.get("tags", {})
-            for ts, state, value, score, message in s.get("values", []):
-                alert = Alert(tags.get("rule", ""), str(state), tags.get("severity", ""),
-                              tags.get(schema.DEVICE, ""), tags.get(schema.KIND, ""),
-                              tags.get(schema.COMMUNITY, ""), tags.get(schema.CITY, ""),
-                              float(value or 0), float(score or 0), str(message or ""),
-                              int(ts))
-                key = (alert.device, alert.rule)
-                if key not in latest or latest[key][0] < alert.ts_ms:
-                    latest[key] = (alert.ts_ms, alert)
-        reopened = 0
-        for _, alert in latest.values():
-            if alert.state == "raised":
-                self._detect.book.reopen(alert)
-                reopened += 1
-        return reopened
+        alerts = await open_alerts(self._query, where)
+        for alert in alerts:
+            self._detect.book.reopen(alert)
+        return len(alerts)
 
     async def _last_readings(self, where: str) -> int:
         statements = [f'SELECT * FROM "{schema.measurement(kind)}" WHERE {where} AND '
