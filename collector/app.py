@@ -272,6 +272,8 @@ class Collector:
         if mine is not None:
             communities = mine()
             kpis = [k for k in kpis if k.community in communities]
+            log.info("KPI: %d communities computed (those of the partitions active here)",
+                     len(kpis))
         interval_ms = int(self.settings.kpi.interval_s * 1000)
         return kpi.points(kpis, int(time.time() * 1000) // interval_ms * interval_ms)
 

@@ -191,9 +191,17 @@ def test_setup_declares_once_and_a_collector_refuses_to_start_without_it(
     assert first.returncode == 0, first.stderr
     assert f"added queue {rig.prefix}.partition.3 (quorum)" in first.stdout
     assert first.stdout.count("added community") == 6
+    layout = [rig.cluster.ctl(what, "-q", *columns, node=1) for what, *columns in (
+        ("list_queues", "name", "type", "arguments"),
+        ("list_exchanges", "name", "type", "arguments"),
+        ("list_bindings", "source_name", "destination_name", "routing_key"))]
     again = rig.sct("cluster", "setup")
     assert again.returncode == 0, again.stderr
     assert "nothing to add" in again.stdout and "added" not in again.stdout
+    assert [rig.cluster.ctl(what, "-q", *columns, node=1) for what, *columns in (
+        ("list_queues", "name", "type", "arguments"),
+        ("list_exchanges", "name", "type", "arguments"),
+        ("list_bindings", "source_name", "destination_name", "routing_key"))] == layout
 
     bigger = generate(7, seed=11)
     rig.registry.write_text(to_yaml(bigger), encoding="utf-8")
@@ -225,8 +233,9 @@ def test_an_unroutable_device_message_lands_in_the_alternate_queue(rig: ClusterR
 
 def test_two_collectors_over_two_nodes_write_each_reading_once(rig: ClusterRig) -> None:
     rig.setup()
-    rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="5")
-    rig.start("sct-b", SCT_AMQP__STANDBY_DELAY_S="5")
+    kpi_every = {"SCT_AMQP__STANDBY_DELAY_S": "5", "SCT_KPI__INTERVAL_S": "5"}
+    rig.start("sct-a", **kpi_every)
+    rig.start("sct-b", **kpi_every)
     loads = [Load(rig.cluster.nodes[i].mqtt_port, rig.registry, count=3_000, rate=3_000,
                   client_id=f"load-{rig.prefix}-{i}") for i in (1, 2)]
     loads[1].base_ms = loads[0].base_ms - 7_200_000
@@ -250,6 +259,13 @@ def test_two_collectors_over_two_nodes_write_each_reading_once(rig: ClusterRig) 
     wait_for(counted, 20, "the collectors' counts to add up")
     time.sleep(1.0)
     assert sum(rig.landed(load) for load in loads) == published
+    # The KPI job: each community computed by one collector, the one active on its partition.
+    def computed(instance: str) -> int | None:
+        lines = [line for line in rig.log(instance).splitlines() if "KPI: " in line]
+        return int(lines[-1].split("KPI: ")[1].split()[0]) if lines else None
+    wait_for(lambda: computed("sct-a") is not None and computed("sct-b") is not None and
+             computed("sct-a") + computed("sct-b") == len(rig.communities()), 30,  # type: ignore[operator]
+             "each community's KPI computed once")
     print(f"\nFAILURE nothing (two collectors, devices on two nodes) | {published} | "
           f"{sum(rig.landed(load) for load in loads)} | none ({rig.counted('redelivered')} "
           f"redeliveries) | -")
