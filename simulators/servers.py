@@ -162,58 +162,6 @@ def start_mosquitto_with(conf: Path, ports: list[int], workdir: Path,
     return server
 
 
-RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-
-
-def start_rabbitmq(workdir: Path, timeout: float = 120.0, mqtt_port: int | None = None,
-                   name: str = "sct") -> Server:
-    """Start one RabbitMQ node (Debian's ``rabbitmq-server``) with its MQTT plugin, on
-    loopback ports of its own, data and logs in ``workdir``; ``Server.port`` is its MQTT port.
-
-    Started directly (the ``/usr/sbin`` wrapper switches user), with its own node name,
-    Erlang port mapper port and cookie (``HOME``), so it stays apart from any other node.
-    The MQTT plugin is left at its defaults (``prefetch`` 10): that is what is tested.
-    """
-    if not Path(RABBITMQ_SERVER).exists():
-        raise ServerError("rabbitmq-server is not installed: apt-get install rabbitmq-server "
-                          "(make test does this when run as root)")
-    mqtt_port = mqtt_port or free_port()
-    amqp_port, dist_port, epmd_port = free_port(), free_port(), free_port()
-    (workdir / "mnesia").mkdir(parents=True, exist_ok=True)
-    (workdir / "log").mkdir(exist_ok=True)
-    (workdir / "rabbitmq.conf").write_text(
-        f"listeners.tcp.default = 127.0.0.1:{amqp_port}\n"
-        f"mqtt.listeners.tcp.default = 127.0.0.1:{mqtt_port}\n"
-        # Anonymous MQTT (as the built-in guest account) on loopback only, for the tests.
-        "mqtt.allow_anonymous = true\n")
-    (workdir / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
-    env = {**os.environ, "HOME": str(workdir),
-           "RABBITMQ_NODENAME": f"{name}@localhost", "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-           "RABBITMQ_NODE_PORT": str(amqp_port), "RABBITMQ_DIST_PORT": str(dist_port),
-           "ERL_EPMD_PORT": str(epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
-           "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
-           "RABBITMQ_LOG_BASE": str(workdir / "log"),
-           "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq.conf"),
-           "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
-           "RABBITMQ_PID_FILE": str(workdir / "rabbitmq.pid")}
-    # Erlang's port mapper would otherwise be started as a daemon that outlives the node:
-    # started here as our own child, it is stopped with the node, by its PID.
-    epmd = _spawn("epmd", [find("epmd", "erlang-base"), "-port", str(epmd_port),
-                           "-address", "127.0.0.1"], epmd_port, workdir)
-    _wait(epmd, lambda: _port_open(epmd_port), 15)
-    log = (workdir / "rabbitmq.log").open("wb")
-    process = subprocess.Popen([RABBITMQ_SERVER], stdout=log, stderr=subprocess.STDOUT,
-                               cwd=workdir, env=env, preexec_fn=_raise_fd_limit,
-                               start_new_session=True)
-    server = Server("rabbitmq", process, mqtt_port, workdir, companions=[epmd])
-    try:
-        _wait(server, lambda: _port_open(mqtt_port), timeout)
-    except ServerError:
-        epmd.stop()
-        raise
-    return server
-
-
 def start_influxd(workdir: Path, timeout: float = 30.0, port: int | None = None) -> Server:
     """Start InfluxDB 1.x on a loopback port (a free one unless given), data in ``workdir``.
 

@@ -23,6 +23,7 @@ from rig import Rig, landed
 
 from collector.sink.spool import HEADER, Spool, encode_lines
 from simulators import servers
+from simulators.rabbitmq import start_rabbitmq
 from simulators.registry_gen import generate
 
 pytestmark = pytest.mark.integration
@@ -316,7 +317,7 @@ def test_rabbitmq_at_its_default_prefetch_drains_at_its_pace(
     at its default): 4,000 readings queued for the collector's session. Before: about 8
     readings/s (960 of 4,000 in two minutes), each batch waiting for its 1 s age."""
     (tmp_path / "rabbit").mkdir()
-    rabbit = servers.start_rabbitmq(tmp_path / "rabbit")
+    rabbit = start_rabbitmq(tmp_path / "rabbit")
     try:
         (tmp_path / "stack").mkdir()
         stack = start_stack(tmp_path / "stack", rabbit, influxdb, "lost_rabbitmq",
