@@ -222,7 +222,10 @@ class Collector:
 
     def _save_state(self, detect: DetectStage | None) -> bool:
         """Save the open alerts (and the detector state, when given); False when the disk
-        would not take them (full): logged, and tried again next time."""
+        would not take them (full): logged, and tried again next time. Not in cluster mode:
+        there a collector's state is rebuilt from InfluxDB when it takes a partition over."""
+        if self.settings.source.kind == "amqp":
+            return True
         try:
             if detect is not None:
                 detect.snapshot(self.detect_state)
