@@ -103,8 +103,9 @@ class ClusterDemo:
                 now = _by_instance(influx_url)
                 span = elapsed - last_at
                 print(f"{elapsed:6.0f}  " + "  ".join(
-                    f"{_rate(now, last, n, span):12.0f} "
-                    f"{now.get(n, {}).get('partitions', 0):10.0f}" for n in INSTANCES),
+                    f"{'killed':>12} {'-':>10}" if n == "sct-a" and killed_at is not None
+                    else f"{_rate(now, last, n, span):12.0f} "
+                         f"{now.get(n, {}).get('partitions', 0):10.0f}" for n in INSTANCES),
                       flush=True)
                 last, last_at = now or last, elapsed
         except KeyboardInterrupt:
