@@ -180,9 +180,9 @@ def _kpi(args: argparse.Namespace) -> int:
 
 
 def _detector_names() -> list[str]:
-    from collector.detect.catalog import DETECTORS
+    from collector.detect.catalog import DETECTORS, VECTOR_DETECTORS
 
-    return sorted(DETECTORS)
+    return sorted([*DETECTORS, *VECTOR_DETECTORS])
 
 
 def _alerts(args: argparse.Namespace) -> int:

@@ -8,11 +8,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import numpy as np
+
+from collector.detect.multivariate import T2, z_for
 from collector.detect.stats import LevelShift, Profile, RobustOutlier, Surprise
+
+#: The statistical false-alarm budget: one alert per device per 100 days on normal data.
+ALERTS_PER_DAY = 1 / 100
 
 
 class Detector(Protocol):
     def update(self, value: float, hour: int = 0) -> float: ...
+
+
+class VectorDetector(Protocol):
+    """A detector over all numeric fields of one device at once."""
+
+    def update(self, x: np.ndarray) -> float: ...
 
 
 class Combined:
@@ -44,4 +56,11 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
     "surprise": Surprise,
     "combined": lambda: Combined(refractory=0),
     "combined-daily": lambda: Combined(daily=True, refractory=0),
+}
+
+
+#: Detectors over several fields of one device: built from the number of fields and the
+#: device's readings per day (which turns the false-alarm budget into a threshold).
+VECTOR_DETECTORS: dict[str, Callable[[int, float], VectorDetector]] = {
+    "t2": lambda dims, per_day: T2(dims, z=z_for(ALERTS_PER_DAY, per_day)),
 }

@@ -3,17 +3,25 @@
 One output row per input row, in order: the time, a ``score`` and a ``flag`` (1 when the
 score reaches 1.0). With several value columns each column has its own detector and a row
 is flagged when any column is. A missing or unparsable cell is skipped for its column.
+
+A multivariate detector (``VECTOR_DETECTORS``, e.g. ``t2``) takes all the value columns as
+the fields of one device: a missing cell keeps that field's last value, and the device's
+readings per day (for its false-alarm budget) come from the median interval of the first
+rows' timestamps.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import sys
 from collections.abc import Iterator
 from datetime import datetime
 from typing import TextIO
 
-from collector.detect.catalog import DETECTORS
+import numpy as np
+
+from collector.detect.catalog import DETECTORS, VECTOR_DETECTORS
 
 
 def hour_of(text: str) -> int:
@@ -30,9 +38,32 @@ def hour_of(text: str) -> int:
     return int(seconds // 3600) % 24
 
 
+def epoch_s(text: str) -> float | None:
+    """Seconds since the epoch of a timestamp cell (ISO text, or epoch s / ms), or None."""
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number / 1000 if number > 1e11 else number
+
+
+def readings_per_day(stamps: list[str]) -> float:
+    """From the median interval between consecutive timestamps (1,440 when unknown)."""
+    times = [t for t in (epoch_s(s) for s in stamps) if t is not None]
+    gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
+    return 86_400 / gaps[len(gaps) // 2] if gaps else 1_440.0
+
+
 def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
         detector: str) -> Iterator[tuple[str, float, int]]:
     """(time, score, flag) for each row."""
+    if detector in VECTOR_DETECTORS:
+        yield from _run_vector(rows, time_column, value_columns, detector)
+        return
     make = DETECTORS[detector]
     detectors = {column: make() for column in value_columns}
     for row in rows:
@@ -48,6 +79,31 @@ def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[st
                 continue
             score = max(score, det.update(value, hour))
         yield stamp, score, int(score >= 1.0)
+
+
+def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
+                detector: str) -> Iterator[tuple[str, float, int]]:
+    head: list[dict[str, str]] = []
+    for row in rows:                      # the first rows set the reading rate
+        head.append(row)
+        if len(head) == 50:
+            break
+    det = VECTOR_DETECTORS[detector](len(value_columns),
+                                     readings_per_day([r[time_column] for r in head]))
+    last = np.full(len(value_columns), np.nan)
+    for row in itertools.chain(head, rows):
+        for i, column in enumerate(value_columns):
+            try:
+                value = float(row[column])
+            except (TypeError, ValueError):
+                continue
+            if value == value:
+                last[i] = value
+        if np.isnan(last).any():          # not every field seen yet
+            yield row[time_column], 0.0, 0
+            continue
+        score = det.update(last.copy())
+        yield row[time_column], score, int(score >= 1.0)
 
 
 def replay_csv(source: TextIO, out: TextIO, time_column: str, value_columns: list[str],

@@ -1,0 +1,62 @@
+"""The multivariate candidate (issue 14): T² over a device's fields, budget threshold."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from collector.detect.multivariate import T2, z_for
+from collector.detect.replay import readings_per_day, replay_csv
+
+
+def _normal(rng: np.random.Generator, n: int) -> np.ndarray:
+    # Two strongly correlated fields (pressure and flow of one pipe) and a third apart.
+    base = rng.normal(0, 1, n)
+    return np.column_stack([50 + 5 * base + rng.normal(0, 0.5, n),
+                            20 + 2 * base + rng.normal(0, 0.2, n),
+                            rng.normal(7, 0.1, n)])
+
+
+def test_normal_data_stays_quiet_and_a_broken_correlation_alarms() -> None:
+    rng = np.random.default_rng(3)
+    det = T2(3, warmup=300, z=z_for(1 / 100, 1440))
+    normal = _normal(rng, 5000)
+    flags = [det.update(row) >= 1.0 for row in normal]
+    assert sum(flags[300:]) <= 2            # the budget: about none in 3.3 days of minutes
+    # Pressure up by one of its own standard deviations while flow stays: small per
+    # field, far outside the fields' joint distribution.
+    odd = _normal(rng, 50)
+    odd[:, 0] += 5
+    assert sum(det.update(row) >= 1.0 for row in odd) >= 45
+
+
+def test_the_warm_up_is_silent_and_memory_does_not_grow() -> None:
+    rng = np.random.default_rng(4)
+    det = T2(3, warmup=300)
+    scores = [det.update(row) for row in _normal(rng, 300)]
+    assert scores == [0.0] * 300
+    before = sum(np.asarray(getattr(det, name)).nbytes for name in ("_mean", "_cov", "_inv"))
+    for row in _normal(rng, 2000):
+        det.update(row)
+    after = sum(np.asarray(getattr(det, name)).nbytes for name in ("_mean", "_cov", "_inv"))
+    assert after == before
+
+
+def test_the_budget_sets_the_threshold() -> None:
+    assert z_for(1 / 100, 1440) < z_for(1 / 100, 86_400)       # more readings, rarer each
+    assert 4.0 < z_for(1 / 100, 1440) < 4.6
+
+
+def test_replay_takes_several_columns_as_one_device() -> None:
+    rng = np.random.default_rng(5)
+    rows = _normal(rng, 1200)
+    rows[1000:, 0] += 5
+    text = "time,p,q,r\n" + "".join(
+        f"{60 * i},{a:.4f},{b:.4f},{'' if i % 7 == 0 else f'{c:.4f}'}\n"
+        for i, (a, b, c) in enumerate(rows))
+    out = io.StringIO()
+    assert replay_csv(io.StringIO(text), out, "time", ["p", "q", "r"], "t2") == 1200
+    flags = [int(line.rsplit(",", 1)[1]) for line in out.getvalue().splitlines()[1:]]
+    assert sum(flags[:1000]) <= 2 and sum(flags[1000:]) >= 190
+    assert readings_per_day([str(60 * i) for i in range(50)]) == 1440
