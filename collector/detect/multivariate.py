@@ -17,7 +17,9 @@ the fields' usual covariance. So each device keeps:
   probability per reading, from alerts per device per day and the device's reading rate),
   not a magic number per series;
 - an alarm that holds while the score stays above half its threshold (one incident, one
-  alarm).
+  alarm); an alarm that lasts ``relearn`` readings is taken for a new regime and learnt
+  afresh (a new warm-up);
+- which fields drove a score (:meth:`T2.drivers`: each field's share of T²), for the alert.
 
 Constant memory and time per reading (d fields: a d×d matrix, its inverse refreshed every
 ``refresh`` readings). The score returned is T² over the threshold: 1.0 or more alarms.
@@ -42,14 +44,15 @@ class T2:
 
     __slots__ = (
         "_alarm",
+        "_alarmed",
         "_cov",
-        "_ew",
         "_forget",
         "_inv",
-        "_lam",
+        "_last",
         "_mean",
         "_n",
         "_refresh",
+        "_relearn",
         "_root_m",
         "_root_v",
         "_since",
@@ -60,7 +63,7 @@ class T2:
     )
 
     def __init__(self, dims: int, warmup: int = 300, forget: float = 0.001,
-                 z: float = 4.0, refresh: int = 25, smooth: float = 1.0) -> None:
+                 z: float = 4.0, refresh: int = 25, relearn: int = 1440) -> None:
         self.dims = dims
         self._warmup = warmup
         self._forget = forget
@@ -75,10 +78,9 @@ class T2:
         self._root_v = 1.0
         self._since = 0
         self._alarm = False
-        # MEWMA: the score is taken on an exponentially weighted average of the deviations
-        # (weight ``smooth``; 1.0 = each reading alone), which sees small sustained shifts.
-        self._lam = smooth
-        self._ew: np.ndarray = np.zeros(dims)
+        self._alarmed = 0
+        self._relearn = relearn
+        self._last: np.ndarray = np.zeros(dims)
 
     def update(self, x: np.ndarray) -> float:
         """Score one reading (a vector of the fields, in a fixed order)."""
@@ -89,17 +91,29 @@ class T2:
                 self._learn_warmup()
             return 0.0
         d = x - self._mean
-        self._ew = self._lam * d + (1 - self._lam) * self._ew
-        e = self._ew
-        t2 = float(e @ self._inv @ e) * (2 - self._lam) / self._lam
+        self._last = d
+        t2 = float(d @ self._inv @ d)
         root = t2 ** (1 / 3)
         limit = self._root_m + self._z * math.sqrt(self._root_v)
         score = (root / limit) ** 3 if limit > 0 else 0.0
         # Hysteresis: an alarm holds while the score stays above half its threshold.
         self._alarm = score >= (0.5 if self._alarm else 1.0)
+        self._alarmed = self._alarmed + 1 if self._alarm else 0
+        if self._alarmed > self._relearn:
+            # Not a fault any more but a new regime (another duty, another season):
+            # learnt afresh over a new warm-up, muted meanwhile.
+            self._n, self._alarm, self._alarmed = 0, False, 0
+            return 0.0
         if not self._alarm:
             self._follow(d, root)
         return max(score, 1.0) if self._alarm else min(score, 0.999)
+
+    def drivers(self) -> list[tuple[int, float]]:
+        """The fields behind the last score, largest share first: (index, share of T²)."""
+        parts = self._last * (self._inv @ self._last)
+        total = float(parts.sum()) or 1.0
+        return sorted(((i, float(p) / total) for i, p in enumerate(parts)),
+                      key=lambda item: -item[1])
 
     def _learn_warmup(self) -> None:
         data = np.vstack(self._warm)
@@ -109,14 +123,7 @@ class T2:
         self._cov = np.cov(data, rowvar=False).reshape(self.dims, self.dims)
         self._invert()
         centred = data - self._mean
-        smoothed = np.empty_like(centred)
-        ew = np.zeros(self.dims)
-        for i, row in enumerate(centred):
-            ew = self._lam * row + (1 - self._lam) * ew
-            smoothed[i] = ew
-        self._ew = ew
-        scale = (2 - self._lam) / self._lam
-        roots = np.cbrt(np.einsum("ij,jk,ik->i", smoothed, self._inv, smoothed) * scale)
+        roots = np.cbrt(np.einsum("ij,jk,ik->i", centred, self._inv, centred))
         self._root_m = float(np.median(roots))
         # A robust spread (MAD as a standard deviation): the warm-up may hold outliers.
         self._root_v = float((1.4826 * np.median(np.abs(roots - self._root_m))) ** 2) or 1.0

@@ -60,3 +60,26 @@ def test_replay_takes_several_columns_as_one_device() -> None:
     flags = [int(line.rsplit(",", 1)[1]) for line in out.getvalue().splitlines()[1:]]
     assert sum(flags[:1000]) <= 2 and sum(flags[1000:]) >= 190
     assert readings_per_day([str(60 * i) for i in range(50)]) == 1440
+
+
+def test_the_field_that_moved_drives_the_score() -> None:
+    rng = np.random.default_rng(6)
+    det = T2(3, warmup=300)
+    for row in _normal(rng, 1000):
+        det.update(row)
+    row = _normal(rng, 1)[0]
+    row[2] += 1.0                        # the third field, ten of its deviations
+    assert det.update(row) >= 1.0
+    assert det.drivers()[0][0] == 2 and det.drivers()[0][1] > 0.8
+
+
+def test_a_lasting_change_of_regime_is_learnt_not_alarmed_for_ever() -> None:
+    rng = np.random.default_rng(7)
+    det = T2(3, warmup=300, relearn=500)
+    for row in _normal(rng, 1000):
+        det.update(row)
+    moved = _normal(rng, 3000)
+    moved[:, 2] += 3.0                   # another duty: the third field for good
+    flags = [det.update(row) >= 1.0 for row in moved]
+    assert all(flags[:500])              # an alarm while it could still be a fault ...
+    assert sum(flags[1500:]) <= 3        # ... then learnt afresh, quiet again
