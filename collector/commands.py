@@ -45,9 +45,14 @@ def register(sub: Commands) -> None:
     t = tsub.add_parser("replay", help="run a detector over a CSV file; CSV on stdout")
     t.add_argument("file", type=Path)
     t.add_argument("--time-column", required=True)
-    t.add_argument("--value-column", action="append", required=True, dest="value_columns")
+    t.add_argument("--value-column", action="append", default=[], dest="value_columns",
+                   help="a column to score (several: each alone, or one device for t2)")
     t.add_argument("--detector", default="combined",
                    help="one of: " + ", ".join(_detector_names()))
+    t.add_argument("--rule", choices=["water_quality"],
+                   help="run a domain rule instead, over columns mapped with --field")
+    t.add_argument("--field", action="append", default=[], dest="fields",
+                   metavar="COLUMN=FIELD", help="with --rule: e.g. Cl=chlorine_mg_l")
     t.set_defaults(run=_detect_replay)
 
 
@@ -215,10 +220,19 @@ def _alerts(args: argparse.Namespace) -> int:
 
 def _detect_replay(args: argparse.Namespace) -> int:
     from collector.detect.replay import main as replay_main
+    from collector.detect.rulereplay import parse_fields
 
+    if args.rule:
+        if not args.fields:
+            raise ConfigError("--rule needs --field COLUMN=FIELD (e.g. Cl=chlorine_mg_l)")
+    elif not args.value_columns:
+        raise ConfigError("say --value-column COLUMN (or --rule with --field)")
     if args.detector not in _detector_names():
         raise ConfigError(f"--detector must be one of {', '.join(_detector_names())}")
     try:
+        if args.rule:
+            return replay_main(str(args.file), args.time_column, [], args.rule,
+                               parse_fields(args.fields))
         return replay_main(str(args.file), args.time_column, args.value_columns, args.detector)
     except (OSError, ValueError) as exc:
         print(f"sct: {exc}", file=sys.stderr)

@@ -107,26 +107,36 @@ def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns:
 
 
 def replay_csv(source: TextIO, out: TextIO, time_column: str, value_columns: list[str],
-               detector: str, delimiter: str | None = None) -> int:
-    """Read ``source``, write time,score,flag to ``out``; the number of rows."""
+               detector: str, delimiter: str | None = None,
+               rule_fields: dict[str, str] | None = None) -> int:
+    """Read ``source``, write time,score,flag to ``out``; the number of rows. With
+    ``rule_fields`` (column -> field), ``detector`` names a rule (:mod:`rulereplay`)."""
     head = source.readline()
     if delimiter is None:
         delimiter = ";" if head.count(";") > head.count(",") else ","
     columns = next(csv.reader([head], delimiter=delimiter))
-    missing = [c for c in [time_column, *value_columns] if c not in columns]
+    wanted = [time_column, *(rule_fields or value_columns)]
+    missing = [c for c in wanted if c not in columns]
     if missing:
         raise ValueError(f"no column {', '.join(missing)} in {', '.join(columns)}")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([time_column, "score", "flag"])
     rows = csv.DictReader(source, fieldnames=columns, delimiter=delimiter)
     count = 0
-    for stamp, score, flag in run(rows, time_column, value_columns, detector):
+    if rule_fields is not None:
+        from collector.detect import rulereplay
+        results = rulereplay.run(rows, time_column, rule_fields, detector)
+    else:
+        results = run(rows, time_column, value_columns, detector)
+    for stamp, score, flag in results:
         writer.writerow([stamp, f"{score:.6g}", flag])
         count += 1
     return count
 
 
-def main(path: str, time_column: str, value_columns: list[str], detector: str) -> int:
+def main(path: str, time_column: str, value_columns: list[str], detector: str,
+         rule_fields: dict[str, str] | None = None) -> int:
     with open(path, newline="", encoding="utf-8") as source:
-        replay_csv(source, sys.stdout, time_column, value_columns, detector)
+        replay_csv(source, sys.stdout, time_column, value_columns, detector,
+                   rule_fields=rule_fields)
     return 0

@@ -83,3 +83,17 @@ def test_a_lasting_change_of_regime_is_learnt_not_alarmed_for_ever() -> None:
     flags = [det.update(row) >= 1.0 for row in moved]
     assert all(flags[:500])              # an alarm while it could still be a fault ...
     assert sum(flags[1500:]) <= 3        # ... then learnt afresh, quiet again
+
+
+def test_the_water_quality_rule_runs_over_mapped_columns() -> None:
+    text = ("Time,Cl,pH,Trueb\n"
+            "0,0.20,7.2,0.1\n"        # within GB 5749-2022
+            "60,0.01,7.2,0.1\n"       # free chlorine too low
+            "120,0.20,9.1,0.1\n"      # pH too high
+            "180,0.20,,2.5\n"         # turbidity too high, pH not sent
+            "240,0.20,7.0,0.2\n")
+    out = io.StringIO()
+    replay_csv(io.StringIO(text), out, "Time", [], "water_quality",
+               rule_fields={"Cl": "chlorine_mg_l", "pH": "ph", "Trueb": "turbidity_ntu"})
+    assert [line.split(",")[2] for line in out.getvalue().splitlines()[1:]] == \
+        ["0", "1", "1", "1", "0"]
