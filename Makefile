@@ -25,7 +25,9 @@ unit: install
 # Detector quality on ../shared/datasets (NAB, SKAB, GECCO) and on injected simulator
 # faults, and detector throughput. Prints tables; asserts nothing.
 eval: install
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[eval]'
 	$(BIN)/python -m bench.eval_detectors
+	$(BIN)/python -m bench.eval_candidates
 	$(BIN)/python -m bench.eval_faults
 	$(BIN)/python -m bench.detectors
 
