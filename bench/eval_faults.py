@@ -56,7 +56,8 @@ class TypeScore:
 
 
 def simulate(registry: Registry, days: float, period_min: float, seed: int,
-             per_type: int) -> tuple[list[Injected], list[Alert]]:
+             per_type: int, settings: DetectSettings | None = None
+             ) -> tuple[list[Injected], list[Alert]]:
     rng = random.Random(seed)
     end = time.time() - 3600
     start = end - days * 86_400
@@ -68,7 +69,7 @@ def simulate(registry: Registry, days: float, period_min: float, seed: int,
     sims = [SimDevice(d, random.Random(rng.getrandbits(64)), start, by_device[d.id],
                       incidents=False) for d in devices]
     offsets = [rng.uniform(0, period_min * 60) for _ in sims]
-    stage = DetectStage(registry, DetectSettings(statistical=False), AlertBook())
+    stage = DetectStage(registry, settings or DetectSettings(statistical=False), AlertBook())
     pipeline = Pipeline(Decoder(ValidationSettings(max_age_days=days + 2), "sc"),
                         Enricher(registry), Counters(), stage)
     alerts: list[Alert] = []

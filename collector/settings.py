@@ -236,6 +236,11 @@ class DetectSettings(Section):
 
     enabled: bool = True
     statistical: bool = True          # outlier / level-shift alerts on the fields below
+    #: ``surprise``: one detector per watched field; ``t2``: one multivariate detector over
+    #: all of a device's watched fields (issue 14; README, Detection).
+    statistical_model: Literal["surprise", "t2"] = "surprise"
+    #: ``t2``'s false-alarm budget: statistical alerts per device per 100 days of normal data.
+    statistical_alerts_per_100_days: Positive = 1.0
     snapshot_s: Positive = 60.0       # detector state saved this often (and at shutdown)
     lamp_dark_lux: Annotated[float, Field(ge=0)] = 10.0
     lamp_daylight_lux: Annotated[float, Field(ge=0)] = 1000.0

@@ -14,14 +14,18 @@ listed in ``registry_problems`` (the collector raises its ``registry_problem`` a
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from collector.decode import Decoded
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
+from collector.detect.multivariate import T2, z_for
 from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
 from collector.files import set_aside, write_atomic
@@ -57,7 +61,8 @@ class DetectStage:
         self._settings = settings
         self.book = book
         self._state: dict[str, dict[str, Any]] = {}
-        self._detectors: dict[tuple[str, str], Surprise] = {}
+        self._detectors: dict[tuple[str, str], Surprise | T2] = {}
+        self._vectors: dict[str, list[float]] = {}   # t2: each device's last field values
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
         #: Failures by rule (or detector) since start, for the self-metrics.
@@ -139,6 +144,8 @@ class DetectStage:
         return alerts
 
     def _statistics(self, device: Device, fields: dict[str, Any], seen: Seen) -> list[Verdict]:
+        if self._settings.statistical_model == "t2":
+            return self._multivariate(device, fields, seen)
         out = []
         hour = int(seen.hour)
         for name in WATCHED.get(device.kind, ()):
@@ -146,7 +153,7 @@ class DetectStage:
             if value is None:
                 continue
             detector = self._detectors.get((device.id, name))
-            if detector is None:
+            if not isinstance(detector, Surprise):
                 # Surprise: judged against this series' own usual scores, hour by hour, so
                 # a noisy or cyclic series does not flood operators.
                 detector = self._detectors[(device.id, name)] = Surprise()
@@ -156,6 +163,38 @@ class DetectStage:
             out.append(Verdict(rule, active, "info", value,
                                f"{name} {value:g} is unusual for this device", score))
         return out
+
+    def _multivariate(self, device: Device, fields: dict[str, Any],
+                      seen: Seen) -> list[Verdict]:
+        """One T² detector over all of the device's watched fields (the last value of a
+        field the reading does not carry); it starts once every field has been seen."""
+        names = WATCHED.get(device.kind, ())
+        if not names:
+            return []
+        last = self._vectors.setdefault(device.id, [math.nan] * len(names))
+        for i, name in enumerate(names):
+            value = fields.get(name)
+            if isinstance(value, int | float) and math.isfinite(value):
+                last[i] = float(value)
+        if any(math.isnan(v) for v in last):
+            return []
+        detector = self._detectors.get((device.id, "*"))
+        if detector is None:
+            interval = self._seen.get(device.id, (0, 0.0))[1]
+            per_day = DAY_MS / interval if interval else 1440.0
+            # The warm-up covers a whole day (at least 300 readings, at most 1,440): water
+            # follows a daily cycle, and a model of the morning finds the evening unusual.
+            detector = self._detectors[(device.id, "*")] = T2(
+                len(names), warmup=int(min(max(per_day, 300), 1440)),
+                z=z_for(self._settings.statistical_alerts_per_100_days / 100, per_day))
+        assert isinstance(detector, T2)
+        score = detector.update(np.array(last))
+        active = score >= 1.0
+        if not active and not seen.open("anomaly"):
+            return [Verdict("anomaly", False, "info")]
+        drivers = ", ".join(f"{names[i]} {share:.0%}" for i, share in detector.drivers()[:2])
+        return [Verdict("anomaly", active, "info", score,
+                        f"unusual together: {drivers} of the difference", score)]
 
     def _presence(self, device: Device, item: Decoded) -> list[Alert]:
         last = self._seen.get(device.id)
@@ -205,6 +244,7 @@ class DetectStage:
         for device in gone:
             self._state.pop(device, None)
             self._seen.pop(device, None)
+            self._vectors.pop(device, None)
         self._detectors = {key: d for key, d in self._detectors.items() if key[0] not in gone}
         self.book.close_all(gone)
 
@@ -231,7 +271,7 @@ class DetectStage:
 
 
 def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
-                                           dict[tuple[str, str], Surprise],
+                                           dict[tuple[str, str], Surprise | T2],
                                            dict[str, tuple[int, float]]]:
     """The three parts of a snapshot, each checked for the shape this version uses.
 
@@ -247,7 +287,8 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
             isinstance(k, str) and isinstance(v, dict) for k, v in state.items()):
         raise ValueError("'state' is not a mapping of device to rule state")
     if not isinstance(detectors, dict) or not all(
-            isinstance(k, tuple) and isinstance(v, Surprise) for k, v in detectors.items()):
+            isinstance(k, tuple) and isinstance(v, Surprise | T2)
+            for k, v in detectors.items()):
         raise ValueError("'detectors' is not a mapping of (device, field) to detector")
     if not isinstance(seen, dict) or not all(
             isinstance(k, str) and isinstance(v, tuple) and len(v) == 2
