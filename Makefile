@@ -28,6 +28,7 @@ eval: install
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[eval]'
 	$(BIN)/python -m bench.eval_detectors
 	$(BIN)/python -m bench.eval_candidates
+	$(BIN)/python -m bench.eval_normal
 	$(BIN)/python -m bench.eval_faults
 	$(BIN)/python -m bench.detectors
 

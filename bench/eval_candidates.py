@@ -25,7 +25,7 @@ import numpy as np
 from bench.eval_detectors import DATASETS
 from bench.scoring import Confusion
 from collector.detect.catalog import ALERTS_PER_DAY, VECTOR_DETECTORS
-from collector.detect.multivariate import z_for
+from collector.detect.multivariate import budget
 from collector.detect.replay import readings_per_day
 
 SKIP = 600
@@ -41,7 +41,9 @@ class RiverHST:
         self._model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(
             n_trees=25, height=15, window_size=250, seed=42))
         self._columns = columns
-        self._z = z_for(ALERTS_PER_DAY, per_day)
+        # A normal quantile for the budget (HalfSpaceTrees' scores are bounded: no tail).
+        from statistics import NormalDist
+        self._z = NormalDist().inv_cdf(1 - budget(ALERTS_PER_DAY, per_day))
         self._warmup, self._forget = warmup, forget
         self._n, self._warm = 0, []  # type: tuple[int, list[float]]
         self._m, self._v, self._alarm = 0.0, 1.0, False

@@ -238,7 +238,7 @@ class DetectSettings(Section):
     statistical: bool = True          # outlier / level-shift alerts on the fields below
     #: ``surprise``: one detector per watched field; ``t2``: one multivariate detector over
     #: all of a device's watched fields (issue 14; README, Detection).
-    statistical_model: Literal["surprise", "t2"] = "surprise"
+    statistical_model: Literal["surprise", "t2"] = "t2"
     #: ``t2``'s false-alarm budget: statistical alerts per device per 100 days of normal data.
     statistical_alerts_per_100_days: Positive = 1.0
     snapshot_s: Positive = 60.0       # detector state saved this often (and at shutdown)

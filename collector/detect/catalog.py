@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from collector.detect.multivariate import T2, z_for
+from collector.detect.multivariate import T2, budget
 from collector.detect.stats import LevelShift, Profile, RobustOutlier, Surprise
 
 #: The statistical false-alarm budget: one alert per device per 100 days on normal data.
@@ -62,5 +62,5 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 #: Detectors over several fields of one device: built from the number of fields and the
 #: device's readings per day (which turns the false-alarm budget into a threshold).
 VECTOR_DETECTORS: dict[str, Callable[[int, float], VectorDetector]] = {
-    "t2": lambda dims, per_day: T2(dims, z=z_for(ALERTS_PER_DAY, per_day)),
+    "t2": lambda dims, per_day: T2(dims, budget(ALERTS_PER_DAY, per_day)),
 }

@@ -1,5 +1,5 @@
 """One detector over all numeric fields of a device: a streaming Hotelling T² score with a
-threshold the device's own score history sets.
+threshold the device's own score history and a false-alarm budget set.
 
 Real faults move several fields of one device at once (a valve closing moves pressure, flow,
 current and vibration together; a contamination moves chlorine, redox, conductivity and
@@ -7,18 +7,18 @@ turbidity together), and a move that is small in every field alone can be large 
 the fields' usual covariance. So each device keeps:
 
 - a mean and a covariance of its fields, learnt over a warm-up (``warmup`` readings, no
-  alert meanwhile) and then followed with exponential forgetting (``forget``): drift and
-  regime changes are re-learnt, not alarmed for ever. A reading that scores as an anomaly
-  does not update them (the model must not learn the fault it is reporting);
-- the distribution of its own scores: the mean and spread of ``(T²)^(1/3)`` over normal
-  readings, followed the same way (the cube root of a chi-squared variable is close to
-  normal: Wilson-Hilferty; the logarithm's long left tail made thresholds far too high).
-  The alarm threshold is ``(mu + z·sigma)³``, with ``z`` set by a false-alarm budget (a
-  probability per reading, from alerts per device per day and the device's reading rate),
-  not a magic number per series;
+  alert meanwhile) and then followed with exponential forgetting (``forget``): drift is
+  followed, not alarmed for ever. A reading that scores as an anomaly does not update them
+  (the model must not learn the fault it is reporting);
+- the tail of its own T² scores, peaks over threshold (as SPOT, Siffer et al. 2017): the
+  scores above their 98th percentile are fitted with an exponential tail (their mean excess),
+  and the alarm threshold is the score exceeded with probability ``p``, the false-alarm
+  budget per reading (alerts per device per day over the device's readings per day). An
+  operator sets the budget, not a number per series; the tail is the device's own, so heavy
+  tails (real data) raise the threshold where a normal approximation would flood;
 - an alarm that holds while the score stays above half its threshold (one incident, one
-  alarm); an alarm that lasts ``relearn`` readings is taken for a new regime and learnt
-  afresh (a new warm-up);
+  alarm); an alarm that lasts ``relearn`` readings is taken for a new regime (another duty,
+  another season) and learnt afresh, over a new warm-up;
 - which fields drove a score (:meth:`T2.drivers`: each field's share of T²), for the alert.
 
 Constant memory and time per reading (d fields: a d×d matrix, its inverse refreshed every
@@ -28,15 +28,16 @@ Constant memory and time per reading (d fields: a d×d matrix, its inverse refre
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 import numpy as np
 
+#: The scores above this percentile of the warm-up's are the tail's sample.
+TAIL_QUANTILE = 0.98
 
-def z_for(alarms_per_day: float, readings_per_day: float) -> float:
-    """The one-sided normal quantile for a false-alarm budget per reading."""
-    p = min(0.5, max(1e-12, alarms_per_day / max(readings_per_day, 1.0)))
-    return NormalDist().inv_cdf(1.0 - p)
+
+def budget(alarms_per_day: float, readings_per_day: float) -> float:
+    """The false-alarm probability per reading for a budget of alarms per day."""
+    return min(0.5, max(1e-12, alarms_per_day / max(readings_per_day, 1.0)))
 
 
 class T2:
@@ -46,41 +47,47 @@ class T2:
         "_alarm",
         "_alarmed",
         "_cov",
+        "_excess",
         "_forget",
         "_inv",
         "_last",
         "_mean",
         "_n",
+        "_n_over",
+        "_n_seen",
+        "_p",
         "_refresh",
         "_relearn",
-        "_root_m",
-        "_root_v",
         "_since",
+        "_t",
         "_warm",
         "_warmup",
-        "_z",
         "dims",
     )
 
-    def __init__(self, dims: int, warmup: int = 300, forget: float = 0.001,
-                 z: float = 4.0, refresh: int = 25, relearn: int = 1440) -> None:
+    def __init__(self, dims: int, p: float, warmup: int = 300, forget: float = 0.001,
+                 refresh: int = 25, relearn: int = 1440) -> None:
         self.dims = dims
+        self._p = p
         self._warmup = warmup
         self._forget = forget
-        self._z = z
         self._refresh = refresh
+        self._relearn = relearn
         self._n = 0
         self._mean: np.ndarray = np.zeros(dims)
         self._cov: np.ndarray = np.zeros((dims, dims))
         self._inv: np.ndarray = np.eye(dims)
+        self._last: np.ndarray = np.zeros(dims)
         self._warm: list[np.ndarray] = []
-        self._root_m = 0.0
-        self._root_v = 1.0
         self._since = 0
         self._alarm = False
         self._alarmed = 0
-        self._relearn = relearn
-        self._last: np.ndarray = np.zeros(dims)
+        # The tail: its start (a T² score), and exponentially weighted counts of the
+        # scores seen, of those above the start, and of their excesses over it.
+        self._t = 0.0
+        self._n_seen = 0.0
+        self._n_over = 0.0
+        self._excess = 0.0
 
     def update(self, x: np.ndarray) -> float:
         """Score one reading (a vector of the fields, in a fixed order)."""
@@ -93,20 +100,26 @@ class T2:
         d = x - self._mean
         self._last = d
         t2 = float(d @ self._inv @ d)
-        root = t2 ** (1 / 3)
-        limit = self._root_m + self._z * math.sqrt(self._root_v)
-        score = (root / limit) ** 3 if limit > 0 else 0.0
+        score = t2 / self.limit()
         # Hysteresis: an alarm holds while the score stays above half its threshold.
         self._alarm = score >= (0.5 if self._alarm else 1.0)
         self._alarmed = self._alarmed + 1 if self._alarm else 0
         if self._alarmed > self._relearn:
-            # Not a fault any more but a new regime (another duty, another season):
-            # learnt afresh over a new warm-up, muted meanwhile.
+            # Not a fault any more but a new regime: learnt afresh, muted meanwhile.
             self._n, self._alarm, self._alarmed = 0, False, 0
             return 0.0
         if not self._alarm:
-            self._follow(d, root)
+            self._follow(d, t2)
         return max(score, 1.0) if self._alarm else min(score, 0.999)
+
+    def limit(self) -> float:
+        """The T² exceeded with probability ``p``: an exponential tail from the start of
+        the tail and the mean excess over it (peaks over threshold, shape 0)."""
+        if self._n_over < 1:
+            return math.inf
+        mean_excess = self._excess / self._n_over
+        return self._t + mean_excess * max(0.0, math.log(
+            self._n_over / (self._p * self._n_seen)))
 
     def drivers(self) -> list[tuple[int, float]]:
         """The fields behind the last score, largest share first: (index, share of T²)."""
@@ -119,27 +132,34 @@ class T2:
         data = np.vstack(self._warm)
         self._warm = []
         self._mean = data.mean(axis=0)
-        # A ridge of a small share of each field's variance keeps constant fields invertible.
         self._cov = np.cov(data, rowvar=False).reshape(self.dims, self.dims)
         self._invert()
         centred = data - self._mean
-        roots = np.cbrt(np.einsum("ij,jk,ik->i", centred, self._inv, centred))
-        self._root_m = float(np.median(roots))
-        # A robust spread (MAD as a standard deviation): the warm-up may hold outliers.
-        self._root_v = float((1.4826 * np.median(np.abs(roots - self._root_m))) ** 2) or 1.0
+        scores = np.einsum("ij,jk,ik->i", centred, self._inv, centred)
+        self._t = float(np.quantile(scores, TAIL_QUANTILE))
+        over = scores[scores > self._t]
+        self._n_seen, self._n_over = float(len(scores)), float(len(over))
+        self._excess = float((over - self._t).sum())
 
-    def _follow(self, d: np.ndarray, root: float) -> None:
+    def _follow(self, d: np.ndarray, t2: float) -> None:
         a = self._forget
         self._mean += a * d
         self._cov = (1 - a) * self._cov + a * np.outer(d, d)
-        delta = root - self._root_m
-        self._root_m += a * delta
-        self._root_v = (1 - a) * self._root_v + a * delta * delta
+        # The tail rests on about one reading in fifty: remembered ten times longer than the
+        # mean and covariance, so the fit rests on hundreds of exceedances, not a handful.
+        b = a / 10
+        self._n_seen = (1 - b) * self._n_seen + 1
+        self._n_over *= 1 - b
+        self._excess *= 1 - b
+        if t2 > self._t:
+            self._n_over += 1
+            self._excess += t2 - self._t
         self._since += 1
         if self._since >= self._refresh:
             self._invert()
 
     def _invert(self) -> None:
         self._since = 0
+        # A ridge of a small share of each field's variance keeps constant fields invertible.
         ridge = np.diag(np.maximum(np.diag(self._cov), 1e-12)) * 1e-3 + np.eye(self.dims) * 1e-12
         self._inv = np.linalg.pinv(self._cov + ridge)
