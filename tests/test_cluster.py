@@ -461,10 +461,11 @@ def test_refusals_and_poison_messages_are_kept_in_the_stream_listed_and_replayed
 def test_influxdb_down_for_20_s_nothing_is_acknowledged_early_and_all_lands_after(
         tmp_path: Path, rabbit_cluster: Cluster) -> None:
     (tmp_path / "influx").mkdir()
-    influx = servers.start_influxd(tmp_path / "influx")
     (tmp_path / "rig").mkdir()
-    rig = ClusterRig(tmp_path / "rig", rabbit_cluster, influx.port)
+    influx = servers.start_influxd(tmp_path / "influx")
+    rig = None
     try:
+        rig = ClusterRig(tmp_path / "rig", rabbit_cluster, influx.port)
         rig.setup()
         rig.start("sct-a", SCT_AMQP__STANDBY_DELAY_S="0")
         influx.stop()
@@ -485,7 +486,8 @@ def test_influxdb_down_for_20_s_nothing_is_acknowledged_early_and_all_lands_afte
               f"({held} held on the broker through the outage, none acknowledged) | all "
               f"landed {time.monotonic() - back:.1f} s after InfluxDB came back")
     finally:
-        rig.stop_all()
+        if rig is not None:
+            rig.stop_all()
         influx.stop()
 
 
