@@ -26,7 +26,7 @@ from bench.eval_detectors import DATASETS
 from bench.scoring import Confusion
 from collector.detect.catalog import ALERTS_PER_DAY, VECTOR_DETECTORS
 from collector.detect.multivariate import budget
-from collector.detect.replay import readings_per_day
+from collector.detect.replay import readings_per_day, vectors
 
 SKIP = 600
 GECCO_COLUMNS = ["Cl", "pH", "Redox", "Leit", "Trueb", "Cl_2"]
@@ -82,20 +82,12 @@ CANDIDATES: dict[str, Build] = {
 def flags(rows: list[dict[str, str]], time_column: str, columns: list[str],
           build: Build) -> tuple[list[int], int]:
     detector = build(columns, readings_per_day([r[time_column] for r in rows[:50]]))
-    last = np.full(len(columns), np.nan)
     out, scored = [], 0
-    for row in rows:
-        for i, column in enumerate(columns):
-            try:
-                value = float(row[column])
-            except (TypeError, ValueError):
-                continue
-            if value == value:
-                last[i] = value
-        if np.isnan(last).any():
+    for _, vector in vectors(iter(rows), columns):
+        if vector is None:
             out.append(0)
             continue
-        out.append(int(detector.update(last.copy()) >= 1.0))
+        out.append(int(detector.update(vector) >= 1.0))
         scored += 1
     return out, scored
 

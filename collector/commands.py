@@ -10,6 +10,7 @@ from pathlib import Path
 from collector import settings as config
 from collector.cli import Commands, until_signal
 from collector.errors import ConfigError
+from collector.records import Reject
 
 
 def register(sub: Commands) -> None:
@@ -67,7 +68,7 @@ def _collect(args: argparse.Namespace) -> int:
 def _deadletter_list(args: argparse.Namespace) -> int:
     from collections import deque
 
-    from collector.deadletter import DeadLetterStore, to_json
+    from collector.deadletter import DeadLetterStore
 
     settings = config.load(args.config)
     if settings.source.kind == "amqp":
@@ -75,18 +76,25 @@ def _deadletter_list(args: argparse.Namespace) -> int:
     store = DeadLetterStore(settings.storage.dir, 0)
     shown = deque(store.read(args.reason), maxlen=max(1, args.limit))
     for reject in shown:
-        if args.json:
-            sys.stdout.buffer.write(to_json(reject))
-        else:
-            payload = reject.payload[:120].decode("utf-8", "replace")
-            print(f"{reject.received_ms}  {reject.reason:<18} {reject.topic}\n"
-                  f"    {reject.detail}\n    payload: {payload}")
+        _show(reject, args.json)
     if not args.json:
         print(f"{len(shown)} shown from {store.path}", file=sys.stderr)
     if store.unreadable:
         print(f"{store.unreadable} unreadable lines skipped (torn by a crash or damaged)",
               file=sys.stderr)
     return 0
+
+
+def _show(reject: Reject, as_json: bool, where: str = "") -> None:
+    """One dead letter on stdout: a JSON record, or three lines for a person."""
+    from collector.deadletter import to_json
+
+    if as_json:
+        sys.stdout.buffer.write(to_json(reject))
+        return
+    payload = reject.payload[:120].decode("utf-8", "replace")
+    print(f"{reject.received_ms}  {reject.reason:<18} {reject.topic}{where}\n"
+          f"    {reject.detail}\n    payload: {payload}")
 
 
 def _deadletter_replay(args: argparse.Namespace) -> int:
@@ -114,7 +122,6 @@ def _cluster_deadletters(settings: config.Settings, args: argparse.Namespace,
     from collector.cluster import deadletters
     from collector.cluster.broker import connect
     from collector.cluster.topology import Names
-    from collector.deadletter import to_json
 
     names = Names(settings.amqp.prefix)
 
@@ -131,12 +138,7 @@ def _cluster_deadletters(settings: config.Settings, args: argparse.Namespace,
             await connection.close()
         shown = found[-max(1, args.limit):]
         for offset, reject in shown:
-            if args.json:
-                sys.stdout.buffer.write(to_json(reject))
-            else:
-                payload = reject.payload[:120].decode("utf-8", "replace")
-                print(f"{reject.received_ms}  {reject.reason:<18} {reject.topic}  "
-                      f"(offset {offset})\n    {reject.detail}\n    payload: {payload}")
+            _show(reject, args.json, f"  (offset {offset})")
         if not args.json:
             print(f"{len(shown)} shown of {len(found)} in the stream {names.deadletters}",
                   file=sys.stderr)

@@ -38,6 +38,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from collector import mqttwire as wire
 from collector.errors import BrokerError
@@ -47,15 +48,22 @@ from collector.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 
+class Settles(Protocol):
+    """What a ticket tells when nothing holds it any more (an acknowledgement queue)."""
+
+    def send_settled(self) -> None: ...
+
+
 class Ticket:
     """One received message's acknowledgement; sent once nothing holds it any more.
 
     It starts with one hold, the handler's, released when the handler is done with it.
+    ``mid`` is the broker's id for the message (MQTT packet id, AMQP delivery tag).
     """
 
     __slots__ = ("_acks", "_holds", "mid")
 
-    def __init__(self, acks: _AckQueue, mid: int) -> None:
+    def __init__(self, acks: Settles, mid: int) -> None:
         self._acks = acks
         self.mid = mid
         self._holds = 1

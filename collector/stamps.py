@@ -51,7 +51,15 @@ class Stamp(NamedTuple):
     moved: bool
 
 
-def _key(msg: Inbound) -> str:
+def next_stamp(received_ms: int, last_ms: int) -> Stamp:
+    """A fresh stamp: the receive time, or one millisecond past the device's last stamp
+    when that time is taken already (``moved``)."""
+    if received_ms <= last_ms:
+        return Stamp(last_ms + 1, True)
+    return Stamp(received_ms, False)
+
+
+def message_key(msg: Inbound) -> str:
     digest = hashlib.blake2b(msg.topic.encode() + b"\0" + msg.payload, digest_size=16,
                              salt=msg.packet_id.to_bytes(2, "big"))
     return digest.hexdigest()
@@ -115,15 +123,12 @@ class StampJournal:
 
     def stamp(self, msg: Inbound, device: str) -> Stamp:
         """The stamp for the reading of ``msg`` (a message without ``ts``) from ``device``."""
-        key = _key(msg)
+        key = message_key(msg)
         if msg.redelivered:
             first = self._stamps.get(key)
             if first is not None:
                 return Stamp(first, False)
-        last = self._last.get(device, 0)
-        ts_ms, moved = msg.received_ms, False
-        if ts_ms <= last:
-            ts_ms, moved = last + 1, True
+        ts_ms, moved = next_stamp(msg.received_ms, self._last.get(device, 0))
         self._last[device] = ts_ms
         self._remember(key, ts_ms)
         try:

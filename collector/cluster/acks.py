@@ -18,6 +18,7 @@ from typing import Any
 import aiormq.abc
 
 from collector.cluster.broker import FAILURES
+from collector.source import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +33,15 @@ def background(work: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_RUNNING.discard)
 
 
-class AmqpTicket:
-    """One delivery's acknowledgement; sent once nothing holds it any more."""
+class AmqpTicket(Ticket):
+    """The MQTT source's ticket, with ``mid`` the delivery tag, carrying the ids of the
+    replicated stamps its readings got (named once it is acknowledged)."""
 
-    __slots__ = ("_acks", "_holds", "stamps", "tag")
+    __slots__ = ("stamps",)
 
     def __init__(self, acks: Acks, tag: int) -> None:
-        self._acks = acks
-        self.tag = tag
-        self._holds = 1
-        #: Ids of the replicated stamps its readings got (named once it is acknowledged).
+        super().__init__(acks, tag)
         self.stamps: list[str] = []
-
-    @property
-    def settled(self) -> bool:
-        return self._holds == 0
-
-    def hold(self) -> None:
-        self._holds += 1
-
-    def release(self) -> None:
-        self._holds -= 1
-        if self._holds == 0:
-            self._acks.send_settled()
 
 
 class Acks:
@@ -87,7 +74,7 @@ class Acks:
             asyncio.get_running_loop().call_soon(self._flush)
         while tickets and tickets[0].settled:
             ticket = tickets.popleft()
-            self._upto = ticket.tag
+            self._upto = ticket.mid
             self._stamps += ticket.stamps
 
     def _flush(self) -> None:

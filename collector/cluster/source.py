@@ -93,7 +93,6 @@ class AmqpSource:
         self.active: set[int] = set()
         #: Alerts not published because the cluster was unreachable (they are in InfluxDB).
         self.alerts_dropped = 0
-        self.redelivered = 0
 
     def on_partition(self, active: Callable[[int], Awaitable[None]],
                      lost: Callable[[set[int]], None]) -> None:
@@ -323,7 +322,6 @@ class AmqpSource:
                       ticket: AmqpTicket) -> None:
         delivery = message.delivery
         assert isinstance(delivery, Basic.Deliver)
-        self.redelivered += bool(delivery.redelivered)
         await handle(Inbound((delivery.routing_key or "").replace(".", "/"), message.body,
                              int(time.time() * 1000), bool(delivery.redelivered)), ticket)
 

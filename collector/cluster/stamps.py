@@ -22,7 +22,6 @@ overwrite the earlier reading (identical fields) instead of adding its own.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections import defaultdict, deque
@@ -31,18 +30,13 @@ from collections.abc import Callable
 import orjson
 
 from collector.records import Inbound
-from collector.stamps import Stamp
+from collector.stamps import Stamp, message_key, next_stamp
 
 log = logging.getLogger(__name__)
 
 #: How far back a take-over reads the stamps: 7 hours, past the 6 h ``consumer_timeout``
 #: the README asks for (a message cannot stay unacknowledged longer).
 LOOKBACK_S = 7 * 3600
-
-
-def _key(msg: Inbound) -> str:
-    return hashlib.blake2b(msg.topic.encode() + b"\0" + msg.payload,
-                           digest_size=16).hexdigest()
 
 
 def acked_record(ids: list[str]) -> bytes:
@@ -70,16 +64,14 @@ class ReplicatedStamps:
 
     def stamp(self, msg: Inbound, device: str) -> Stamp:
         """The stamp for the reading of ``msg`` (a message without ``ts``) from ``device``."""
-        key = _key(msg)
+        key = message_key(msg)  # packet id 0: AMQP has none
         waiting = self._unacked.get((device, key))
         last = self._last.get(device, 0)
         if msg.redelivered and waiting:
             ts_ms, moved = waiting.popleft(), False
             self.reused += 1
         else:
-            ts_ms, moved = msg.received_ms, False
-            if ts_ms <= last:
-                ts_ms, moved = last + 1, True
+            ts_ms, moved = next_stamp(msg.received_ms, last)
         self._last[device] = max(last, ts_ms)
         self._seq += 1
         stamp_id = f"{self._epoch}/{self._seq}"

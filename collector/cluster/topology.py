@@ -188,10 +188,9 @@ async def setup(connection: Connection, settings: AmqpSettings, root: str,
                 added.append(f"queue {name} ({arguments['x-queue-type']})")
             queues[name] = await channel.declare_queue(name, durable=True, arguments=arguments)
         devices = await channel.get_exchange(names.devices)
-        for name in (MQTT_EXCHANGE,):
-            for channel_name in CHANNELS:
-                # Binding again what is bound is a no-op: this heals a binding lost by hand.
-                await devices.bind(name, f"{root}.*.*.*.{channel_name}")
+        for channel_name in CHANNELS:
+            # Binding again what is bound is a no-op: this heals a binding lost by hand.
+            await devices.bind(MQTT_EXCHANGE, f"{root}.*.*.*.{channel_name}")
         await queues[names.unrouted].bind(names.unrouted, "")
         await queues[names.deadletters].bind(names.deadletters, "")
         fresh = {c: partition_of(c, settings.partitions)

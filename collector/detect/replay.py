@@ -81,6 +81,22 @@ def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[st
         yield stamp, score, int(score >= 1.0)
 
 
+def vectors(rows: Iterator[dict[str, str]], columns: list[str]
+            ) -> Iterator[tuple[dict[str, str], np.ndarray | None]]:
+    """Each row with its columns as one device's vector (a missing or unparsable cell keeps
+    that field's last value), or None until every field has been seen."""
+    last = np.full(len(columns), np.nan)
+    for row in rows:
+        for i, column in enumerate(columns):
+            try:
+                value = float(row[column])
+            except (TypeError, ValueError):
+                continue
+            if value == value:
+                last[i] = value
+        yield row, None if np.isnan(last).any() else last.copy()
+
+
 def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
                 detector: str) -> Iterator[tuple[str, float, int]]:
     head: list[dict[str, str]] = []
@@ -90,19 +106,8 @@ def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns:
             break
     det = VECTOR_DETECTORS[detector](len(value_columns),
                                      readings_per_day([r[time_column] for r in head]))
-    last = np.full(len(value_columns), np.nan)
-    for row in itertools.chain(head, rows):
-        for i, column in enumerate(value_columns):
-            try:
-                value = float(row[column])
-            except (TypeError, ValueError):
-                continue
-            if value == value:
-                last[i] = value
-        if np.isnan(last).any():          # not every field seen yet
-            yield row[time_column], 0.0, 0
-            continue
-        score = det.update(last.copy())
+    for row, vector in vectors(itertools.chain(head, rows), value_columns):
+        score = det.update(vector) if vector is not None else 0.0
         yield row[time_column], score, int(score >= 1.0)
 
 
