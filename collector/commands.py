@@ -48,8 +48,13 @@ def register(sub: Commands) -> None:
     t.add_argument("--time-column", required=True)
     t.add_argument("--value-column", action="append", default=[], dest="value_columns",
                    help="a column to score (several: each alone, or one device for t2)")
-    t.add_argument("--detector", default="combined",
-                   help="one of: " + ", ".join(_detector_names()))
+    t.add_argument("--detector", help="one of: " + ", ".join(_detector_names())
+                   + " (default: the one the collector runs live, detect.statistical_model)")
+    t.add_argument("--warmup", type=int, metavar="ROWS",
+                   help="t2: rows learnt before the first score (default: the live warm-up, "
+                   "a day of readings, 300 to 1,440); for a benchmark's own training part")
+    t.add_argument("--config", type=Path, help="settings file (for the live detector and "
+                   "its false-alarm budget)")
     t.add_argument("--rule", choices=["water_quality"],
                    help="run a domain rule instead, over columns mapped with --field")
     t.add_argument("--field", action="append", default=[], dest="fields",
@@ -229,13 +234,19 @@ def _detect_replay(args: argparse.Namespace) -> int:
             raise ConfigError("--rule needs --field COLUMN=FIELD (e.g. Cl=chlorine_mg_l)")
     elif not args.value_columns:
         raise ConfigError("say --value-column COLUMN (or --rule with --field)")
-    if args.detector not in _detector_names():
+    live = config.load(args.config).detect
+    detector = args.detector or live.statistical_model
+    if detector not in _detector_names():
         raise ConfigError(f"--detector must be one of {', '.join(_detector_names())}")
+    if args.warmup is not None and args.warmup < 1:
+        raise ConfigError("--warmup must be at least 1")
     try:
         if args.rule:
             return replay_main(str(args.file), args.time_column, [], args.rule,
                                parse_fields(args.fields))
-        return replay_main(str(args.file), args.time_column, args.value_columns, args.detector)
+        return replay_main(str(args.file), args.time_column, args.value_columns, detector,
+                           alerts_per_day=live.statistical_alerts_per_100_days / 100,
+                           warmup=args.warmup)
     except (OSError, ValueError) as exc:
         print(f"sct: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from collector.detect.multivariate import T2, budget
+from collector.detect import multivariate
 from collector.detect.stats import LevelShift, Profile, RobustOutlier, Surprise
 
 #: The statistical false-alarm budget: one alert per device per 100 days on normal data.
@@ -59,8 +59,9 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 }
 
 
-#: Detectors over several fields of one device: built from the number of fields and the
-#: device's readings per day (which turns the false-alarm budget into a threshold).
-VECTOR_DETECTORS: dict[str, Callable[[int, float], VectorDetector]] = {
-    "t2": lambda dims, per_day: T2(dims, budget(ALERTS_PER_DAY, per_day)),
+#: Detectors over several fields of one device: built from the number of fields, the
+#: device's readings per day and the false-alarm budget in alerts per day (which together
+#: set the threshold), and a warm-up (None: the live one).
+VECTOR_DETECTORS: dict[str, Callable[[int, float, float, int | None], VectorDetector]] = {
+    "t2": multivariate.for_device,
 }

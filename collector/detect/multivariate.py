@@ -21,6 +21,13 @@ the fields' usual covariance. So each device keeps:
   another season) and learnt afresh, over a new warm-up;
 - which fields drove a score (:meth:`T2.drivers`: each field's share of T²), for the alert.
 
+A device that reports faster than every ``SMOOTH_S`` seconds is scored on the exponentially
+weighted mean of its readings over about that long (``smooth`` readings), and its budget is
+spent per such window, not per reading: a sustained shift too small to see in one noisy
+reading is plain in the mean of thirty, and consecutive readings of a fast device are not
+independent chances of a false alarm anyway. A device reporting every ``SMOOTH_S`` seconds or
+slower is scored reading by reading.
+
 Constant memory and time per reading (d fields: a d×d matrix, its inverse refreshed every
 ``refresh`` readings). The score returned is T² over the threshold: 1.0 or more alarms.
 """
@@ -34,10 +41,33 @@ import numpy as np
 #: The scores above this percentile of the warm-up's are the tail's sample.
 TAIL_QUANTILE = 0.98
 
+#: A fast device is scored on the mean of about this many seconds of its readings.
+SMOOTH_S = 30.0
+
+#: Readings learnt before a device's first score (its statistical alerts muted meanwhile):
+#: a day of readings, within these bounds.
+WARMUP = 300
+MAX_WARMUP = 1440
+
 
 def budget(alarms_per_day: float, readings_per_day: float) -> float:
     """The false-alarm probability per reading for a budget of alarms per day."""
     return min(0.5, max(1e-12, alarms_per_day / max(readings_per_day, 1.0)))
+
+
+def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
+               warmup: int | None = None) -> T2:
+    """The detector for one device, as the collector runs it live and ``sct detect replay``
+    offline: the same smoothing, warm-up and budget from the device's reading rate.
+
+    The warm-up covers a day of readings (at least ``WARMUP``, at most ``MAX_WARMUP``): water
+    follows a daily cycle, and a model of the morning finds the evening unusual. ``warmup``
+    overrides it where a benchmark defines its own training part."""
+    smooth = max(1, round(readings_per_day * SMOOTH_S / 86_400))
+    if warmup is None:
+        warmup = int(min(max(readings_per_day, WARMUP), MAX_WARMUP))
+    return T2(dims, budget(alerts_per_day, readings_per_day / smooth), warmup=warmup,
+              smooth=smooth)
 
 
 class T2:
@@ -59,15 +89,19 @@ class T2:
         "_refresh",
         "_relearn",
         "_since",
+        "_smooth",
+        "_smoothed",
         "_t",
         "_warm",
         "_warmup",
         "dims",
     )
 
-    def __init__(self, dims: int, p: float, warmup: int = 300, forget: float = 0.001,
-                 refresh: int = 25, relearn: int = 1440) -> None:
+    def __init__(self, dims: int, p: float, warmup: int = WARMUP, forget: float = 0.001,
+                 refresh: int = 25, relearn: int = 1440, smooth: int = 1) -> None:
         self.dims = dims
+        self._smooth = 1.0 / smooth
+        self._smoothed: np.ndarray | None = None
         self._p = p
         self._warmup = warmup
         self._forget = forget
@@ -89,8 +123,21 @@ class T2:
         self._n_over = 0.0
         self._excess = 0.0
 
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        # A snapshot from before smoothing existed lacks its two slots: it scored unsmoothed.
+        self._smooth, self._smoothed = 1.0, None
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
     def update(self, x: np.ndarray) -> float:
         """Score one reading (a vector of the fields, in a fixed order)."""
+        if self._smooth < 1.0:
+            if self._smoothed is None:
+                self._smoothed = np.array(x, dtype=float)
+            else:
+                # A new array, not in place: the warm-up keeps the vectors it is given.
+                self._smoothed = self._smoothed + self._smooth * (x - self._smoothed)
+            x = self._smoothed
         self._n += 1
         if self._n <= self._warmup:
             self._warm.append(np.asarray(x, dtype=float))

@@ -7,7 +7,10 @@ is flagged when any column is. A missing or unparsable cell is skipped for its c
 A multivariate detector (``VECTOR_DETECTORS``, e.g. ``t2``) takes all the value columns as
 the fields of one device: a missing cell keeps that field's last value, and the device's
 readings per day (for its false-alarm budget) come from the median interval of the first
-rows' timestamps.
+rows' timestamps. Its budget (alerts per day) and warm-up are the live ones unless given.
+
+``sct detect replay`` runs, by default, the detector the collector runs live
+(``detect.statistical_model``) with the live budget (``detect.statistical_alerts_per_100_days``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TextIO
 
 import numpy as np
 
-from collector.detect.catalog import DETECTORS, VECTOR_DETECTORS
+from collector.detect.catalog import ALERTS_PER_DAY, DETECTORS, VECTOR_DETECTORS
 
 
 def hour_of(text: str) -> int:
@@ -59,10 +62,13 @@ def readings_per_day(stamps: list[str]) -> float:
 
 
 def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
-        detector: str) -> Iterator[tuple[str, float, int]]:
-    """(time, score, flag) for each row."""
+        detector: str, alerts_per_day: float = ALERTS_PER_DAY, warmup: int | None = None
+        ) -> Iterator[tuple[str, float, int]]:
+    """(time, score, flag) for each row. ``alerts_per_day`` and ``warmup`` are for the
+    multivariate detectors (the univariate ones have their own fixed thresholds)."""
     if detector in VECTOR_DETECTORS:
-        yield from _run_vector(rows, time_column, value_columns, detector)
+        yield from _run_vector(rows, time_column, value_columns, detector, alerts_per_day,
+                               warmup)
         return
     make = DETECTORS[detector]
     detectors = {column: make() for column in value_columns}
@@ -98,14 +104,16 @@ def vectors(rows: Iterator[dict[str, str]], columns: list[str]
 
 
 def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
-                detector: str) -> Iterator[tuple[str, float, int]]:
+                detector: str, alerts_per_day: float, warmup: int | None
+                ) -> Iterator[tuple[str, float, int]]:
     head: list[dict[str, str]] = []
     for row in rows:                      # the first rows set the reading rate
         head.append(row)
         if len(head) == 50:
             break
     det = VECTOR_DETECTORS[detector](len(value_columns),
-                                     readings_per_day([r[time_column] for r in head]))
+                                     readings_per_day([r[time_column] for r in head]),
+                                     alerts_per_day, warmup)
     for row, vector in vectors(itertools.chain(head, rows), value_columns):
         score = det.update(vector) if vector is not None else 0.0
         yield row[time_column], score, int(score >= 1.0)
@@ -113,7 +121,8 @@ def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns:
 
 def replay_csv(source: TextIO, out: TextIO, time_column: str, value_columns: list[str],
                detector: str, delimiter: str | None = None,
-               rule_fields: dict[str, str] | None = None) -> int:
+               rule_fields: dict[str, str] | None = None,
+               alerts_per_day: float = ALERTS_PER_DAY, warmup: int | None = None) -> int:
     """Read ``source``, write time,score,flag to ``out``; the number of rows. With
     ``rule_fields`` (column -> field), ``detector`` names a rule (:mod:`rulereplay`)."""
     head = source.readline()
@@ -132,7 +141,7 @@ def replay_csv(source: TextIO, out: TextIO, time_column: str, value_columns: lis
         from collector.detect import rulereplay
         results = rulereplay.run(rows, time_column, rule_fields, detector)
     else:
-        results = run(rows, time_column, value_columns, detector)
+        results = run(rows, time_column, value_columns, detector, alerts_per_day, warmup)
     for stamp, score, flag in results:
         writer.writerow([stamp, f"{score:.6g}", flag])
         count += 1
@@ -140,8 +149,9 @@ def replay_csv(source: TextIO, out: TextIO, time_column: str, value_columns: lis
 
 
 def main(path: str, time_column: str, value_columns: list[str], detector: str,
-         rule_fields: dict[str, str] | None = None) -> int:
+         rule_fields: dict[str, str] | None = None, alerts_per_day: float = ALERTS_PER_DAY,
+         warmup: int | None = None) -> int:
     with open(path, newline="", encoding="utf-8") as source:
         replay_csv(source, sys.stdout, time_column, value_columns, detector,
-                   rule_fields=rule_fields)
+                   rule_fields=rule_fields, alerts_per_day=alerts_per_day, warmup=warmup)
     return 0

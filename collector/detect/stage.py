@@ -25,7 +25,7 @@ import numpy as np
 
 from collector.decode import Decoded
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
-from collector.detect.multivariate import T2, budget
+from collector.detect.multivariate import T2, for_device
 from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
 from collector.files import set_aside, write_atomic
@@ -182,11 +182,8 @@ class DetectStage:
         if detector is None:
             interval = self._seen.get(device.id, (0, 0.0))[1]
             per_day = DAY_MS / interval if interval else 1440.0
-            # The warm-up covers a whole day (at least 300 readings, at most 1,440): water
-            # follows a daily cycle, and a model of the morning finds the evening unusual.
-            detector = self._detectors[(device.id, "*")] = T2(
-                len(names), budget(self._settings.statistical_alerts_per_100_days / 100,
-                                   per_day), warmup=int(min(max(per_day, 300), 1440)))
+            detector = self._detectors[(device.id, "*")] = for_device(
+                len(names), per_day, self._settings.statistical_alerts_per_100_days / 100)
         assert isinstance(detector, T2)
         score = detector.update(np.array(last))
         active = score >= 1.0

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from collector.detect.multivariate import T2, budget
+from collector.detect.multivariate import MAX_WARMUP, T2, budget, for_device
 from collector.detect.replay import readings_per_day, replay_csv
 
 
@@ -61,7 +66,7 @@ def test_replay_takes_several_columns_as_one_device() -> None:
         f"{60 * i},{a:.4f},{b:.4f},{'' if i % 7 == 0 else f'{c:.4f}'}\n"
         for i, (a, b, c) in enumerate(rows))
     out = io.StringIO()
-    assert replay_csv(io.StringIO(text), out, "time", ["p", "q", "r"], "t2") == 1200
+    assert replay_csv(io.StringIO(text), out, "time", ["p", "q", "r"], "t2", warmup=300) == 1200
     flags = [int(line.rsplit(",", 1)[1]) for line in out.getvalue().splitlines()[1:]]
     assert sum(flags[:1000]) <= 2 and sum(flags[1000:]) >= 190
     assert readings_per_day([str(60 * i) for i in range(50)]) == 1440
@@ -151,3 +156,69 @@ def test_the_live_stage_raises_one_anomaly_alert_naming_the_field() -> None:
         alerts += [a for a in done.alerts if a.rule == "anomaly"]
     assert [a.state for a in alerts] == ["raised"]
     assert alerts[0].message.startswith("unusual together: pressure_kpa")
+
+
+def test_the_live_warm_up_is_a_day_of_readings_within_bounds() -> None:
+    assert for_device(3, 1440, 0.01)._warmup == MAX_WARMUP == 1440      # a reading a minute
+    assert for_device(3, 96, 0.01)._warmup == 300                       # every 15 minutes
+    assert for_device(3, 1440, 0.01, warmup=400)._warmup == 400         # a benchmark's own
+
+
+def test_a_fast_device_is_judged_on_half_a_minute_of_its_readings() -> None:
+    # A reading a second; a shift of three times a field's own noise, lasting ten minutes: too
+    # small for any one reading at one false alarm in 100 days of seconds, plain in the mean
+    # of thirty. Normal data stays quiet either way.
+    rng = np.random.default_rng(12)
+    normal = _normal(rng, 3000)
+    shifted = _normal(rng, 600)
+    shifted[:, 2] += 0.3
+    found = {}
+    for smooth in (1, 30):
+        det = T2(3, budget(1 / 100, 86_400 / smooth), warmup=1440, smooth=smooth)
+        quiet = sum(det.update(row) >= 1.0 for row in normal)
+        found[smooth] = sum(det.update(row) >= 1.0 for row in shifted)
+        assert quiet <= 2, (smooth, quiet)
+    assert found[1] <= 30 and found[30] >= 500, found
+    assert for_device(3, 86_400, 0.01)._smooth == 1 / 30       # a reading a second
+    assert for_device(3, 1440, 0.01)._smooth == 1.0            # a minute: reading by reading
+
+
+def test_a_snapshot_from_before_smoothing_resumes_unsmoothed() -> None:
+    rng = np.random.default_rng(13)
+    det = T2(3, 1e-5, warmup=300)
+    for row in _normal(rng, 400):
+        det.update(row)
+    state = det.__getstate__()
+    assert isinstance(state, tuple)
+    old = pickle.loads(pickle.dumps(state[1]))     # a copy: updates change arrays in place
+    del old["_smooth"], old["_smoothed"]
+    resumed = T2.__new__(T2)
+    resumed.__setstate__((None, old))
+    row = _normal(rng, 1)[0]
+    assert pickle.loads(pickle.dumps(det)).update(row) == resumed.update(row) == det.update(row)
+
+
+def test_replay_runs_the_detector_the_collector_runs_live(tmp_path: Path) -> None:
+    rng = np.random.default_rng(14)
+    rows = _normal(rng, 700)
+    rows[600:, 0] += 5
+    path = tmp_path / "probe.csv"
+    path.write_text("time,p,q,r\n" + "".join(
+        f"{60 * i},{a:.4f},{b:.4f},{c:.4f}\n" for i, (a, b, c) in enumerate(rows)))
+
+    def replay(*extra: str, model: str | None = None) -> str:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCT_")}
+        if model:
+            env["SCT_DETECT__STATISTICAL_MODEL"] = model
+        run = subprocess.run([sys.executable, "-m", "collector", "detect", "replay", str(path),
+                              "--time-column", "time", "--value-column", "p",
+                              "--value-column", "q", "--value-column", "r", *extra],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    assert replay("--warmup", "300") == replay("--detector", "t2", "--warmup", "300")
+    assert replay(model="surprise") == replay("--detector", "surprise")
+    assert replay(model="surprise") != replay("--detector", "t2")
+    flags = [int(line.rsplit(",", 1)[1]) for line in replay("--warmup", "300").split()[1:]]
+    assert sum(flags[:600]) <= 2 and sum(flags[600:]) >= 95
