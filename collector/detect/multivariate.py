@@ -34,6 +34,7 @@ Constant memory and time per reading (d fields: a d×d matrix, its inverse refre
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -70,16 +71,33 @@ def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
               smooth=smooth)
 
 
+@functools.cache
+def _weights(forget: float, k: int) -> np.ndarray:
+    """The weights of k readings folded at once, oldest first, as k exponential-forgetting
+    steps would have given them."""
+    return forget * (1 - forget) ** np.arange(k - 1, -1, -1)
+
+
 class T2:
-    """Streaming T² over ``dims`` fields with a self-calibrating threshold."""
+    """Streaming T² over ``dims`` fields with a self-calibrating threshold.
+
+    The per-reading path is a subtraction, a matrix-vector product, a dot product and the
+    limit (a few floats: it follows the tail reading by reading, which real data needs, see
+    the README): the readings learnt are kept in a small block (``refresh`` rows) and folded
+    into the mean and covariance at once when it is full, when the inverse is refreshed.
+    Folding k readings with the weights k forgetting steps give them differs from learning
+    them one by one only in the order of ``forget`` squared.
+    """
 
     __slots__ = (
         "_alarm",
         "_alarmed",
+        "_block",
         "_cov",
         "_excess",
         "_forget",
         "_inv",
+        "_k",
         "_last",
         "_mean",
         "_n",
@@ -88,7 +106,6 @@ class T2:
         "_p",
         "_refresh",
         "_relearn",
-        "_since",
         "_smooth",
         "_smoothed",
         "_t",
@@ -113,7 +130,8 @@ class T2:
         self._inv: np.ndarray = np.eye(dims)
         self._last: np.ndarray = np.zeros(dims)
         self._warm: list[np.ndarray] = []
-        self._since = 0
+        self._block: np.ndarray = np.zeros((refresh, dims))
+        self._k = 0
         self._alarm = False
         self._alarmed = 0
         # The tail: its start (a T² score), and exponentially weighted counts of the
@@ -124,10 +142,16 @@ class T2:
         self._excess = 0.0
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
-        # A snapshot from before smoothing existed lacks its two slots: it scored unsmoothed.
-        self._smooth, self._smoothed = 1.0, None
-        for name, value in state[1].items():
-            setattr(self, name, value)
+        saved = state[1]
+        for name, value in saved.items():
+            if name in self.__slots__:
+                setattr(self, name, value)
+        # A snapshot from before smoothing and the learning block: it scored unsmoothed and
+        # learnt reading by reading (nothing pending).
+        if "_smooth" not in saved:
+            self._smooth, self._smoothed = 1.0, None
+        if "_block" not in saved:
+            self._block, self._k = np.zeros((self._refresh, self.dims)), 0
 
     def update(self, x: np.ndarray) -> float:
         """Score one reading (a vector of the fields, in a fixed order)."""
@@ -146,18 +170,20 @@ class T2:
             return 0.0
         d = x - self._mean
         self._last = d
-        t2 = float(d @ self._inv @ d)
+        t2 = float(d.dot(self._inv.dot(d)))
         score = t2 / self.limit()
         # Hysteresis: an alarm holds while the score stays above half its threshold.
-        self._alarm = score >= (0.5 if self._alarm else 1.0)
-        self._alarmed = self._alarmed + 1 if self._alarm else 0
-        if self._alarmed > self._relearn:
-            # Not a fault any more but a new regime: learnt afresh, muted meanwhile.
-            self._n, self._alarm, self._alarmed = 0, False, 0
-            return 0.0
-        if not self._alarm:
-            self._follow(d, t2)
-        return max(score, 1.0) if self._alarm else min(score, 0.999)
+        if score >= (0.5 if self._alarm else 1.0):
+            self._alarm = True
+            self._alarmed += 1
+            if self._alarmed > self._relearn:
+                # Not a fault any more but a new regime: learnt afresh, muted meanwhile.
+                self._n, self._alarm, self._alarmed, self._k = 0, False, 0, 0
+                return 0.0
+            return max(score, 1.0)
+        self._alarm, self._alarmed = False, 0
+        self._learn(d, t2)
+        return min(score, 0.999)
 
     def limit(self) -> float:
         """The T² exceeded with probability ``p``: an exponential tail from the start of
@@ -188,25 +214,32 @@ class T2:
         self._n_seen, self._n_over = float(len(scores)), float(len(over))
         self._excess = float((over - self._t).sum())
 
-    def _follow(self, d: np.ndarray, t2: float) -> None:
-        a = self._forget
-        self._mean += a * d
-        self._cov = (1 - a) * self._cov + a * np.outer(d, d)
+    def _learn(self, d: np.ndarray, t2: float) -> None:
+        self._block[self._k] = d
+        self._k += 1
         # The tail rests on about one reading in fifty: remembered ten times longer than the
         # mean and covariance, so the fit rests on hundreds of exceedances, not a handful.
-        b = a / 10
+        b = self._forget / 10
         self._n_seen = (1 - b) * self._n_seen + 1
         self._n_over *= 1 - b
         self._excess *= 1 - b
         if t2 > self._t:
             self._n_over += 1
             self._excess += t2 - self._t
-        self._since += 1
-        if self._since >= self._refresh:
-            self._invert()
+        if self._k == self._refresh:
+            self._fold()
+
+    def _fold(self) -> None:
+        """The block into the mean and covariance (deviations from the mean they were
+        scored against); then a fresh inverse."""
+        k, a = self._k, self._forget
+        block, w = self._block[:k], _weights(a, k)
+        self._mean += w @ block
+        self._cov = (1 - a) ** k * self._cov + (block.T * w) @ block
+        self._k = 0
+        self._invert()
 
     def _invert(self) -> None:
-        self._since = 0
         # A ridge of a small share of each field's variance keeps constant fields invertible.
         ridge = np.diag(np.maximum(np.diag(self._cov), 1e-12)) * 1e-3 + np.eye(self.dims) * 1e-12
         self._inv = np.linalg.pinv(self._cov + ridge)
