@@ -74,7 +74,9 @@ class RiverHST:
 
 Build = Callable[[list[str], float], Any]
 CANDIDATES: dict[str, Build] = {
-    "t2 (numpy)": lambda columns, per_day: VECTOR_DETECTORS["t2"](len(columns), per_day),
+    # The same warm-up as river's (SKIP rows), not t2's live day.
+    "t2 (numpy)": lambda columns, per_day: VECTOR_DETECTORS["t2"](len(columns), per_day,
+                                                                  ALERTS_PER_DAY, SKIP),
     "river HalfSpaceTrees": RiverHST,
 }
 

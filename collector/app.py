@@ -80,6 +80,8 @@ class Collector:
         #: Cluster mode: what must be replicated before a message's lines are written.
         self._before_write: Callable[[Claim], Awaitable[None]] | None = None
         self._more_metrics: Callable[[], dict[str, int]] = dict
+        #: Cluster mode: the last thing done before the source closes (the detector state).
+        self._on_stop: Callable[[], Awaitable[object]] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Collect until ``stop`` is set, then flush and return.
@@ -127,6 +129,7 @@ class Collector:
         (README, "Scaling out")."""
         from collector.cluster import topology
         from collector.cluster.broker import connect
+        from collector.cluster.detectorstate import StateKeeper
         from collector.cluster.source import AmqpSource
         from collector.cluster.stamps import ReplicatedStamps
         from collector.cluster.takeover import LastSeen, Takeover
@@ -154,9 +157,15 @@ class Collector:
             batcher = Batcher(s.influx, retrying.write)
             source = AmqpSource(s.amqp, s.metrics.instance, batcher.flush_held,
                                 stall_flush_ms=s.mqtt.stall_flush_ms)
+            names = topology.Names(s.amqp.prefix)
+            keeper = StateKeeper(s.metrics.instance, detect, lambda n: takeover.devices(n),
+                                 lambda: source.active, lambda n, bodies: source.append(
+                                     "", bodies, routing_key=names.state(n)))
+            # The newest complete snapshot is at most one interval old, give or take a save.
             takeover = Takeover(reg, s.amqp.partitions, detect, last, writer.query, stamps,
-                                source.read_stamps)
+                                names, source.read, keeper, 2 * s.amqp.state_every_s + 300)
             source.on_partition(takeover.warm, takeover.forget)
+            self._on_stop = keeper.save
             self._keeper = source.keep
 
             async def before_write(ticket: Claim) -> None:
@@ -166,12 +175,16 @@ class Collector:
 
             self._before_write = before_write
             self._more_metrics = lambda: {"stamps_reused": stamps.reused,
+                                          "detector_states_saved": keeper.saved,
+                                          "detector_states_resumed": keeper.resumed,
                                           "redelivered_not_detected": last.skipped,
                                           "takeover_warmup_ms": int(
                                               takeover.last_warmup_s * 1000)}
             kpi_job = functools.partial(self._kpi, reg, writer,
                                         lambda: takeover.communities(source.active))
-            await self._serve(pipeline, source, batcher, detect, stop, kpi_job, [])
+            keep_state = functools.partial(self.supervisor.run, "detector state",
+                                           lambda: keeper.run(s.amqp.state_every_s))
+            await self._serve(pipeline, source, batcher, detect, stop, kpi_job, [keep_state])
 
     async def _serve(self, pipeline: Pipeline, source: Source, batcher: Batcher,
                      detect: DetectStage, stop: asyncio.Event,
@@ -197,6 +210,12 @@ class Collector:
                      batcher.pending)
             await self._flush(batcher, source)
             self._save_state(detect)
+            if self._on_stop is not None:
+                try:
+                    await asyncio.wait_for(self._on_stop(), SHUTDOWN_FLUSH_S)
+                except Exception as exc:    # the state is a convenience: never block a stop
+                    log.error("shutdown: the detector state was not saved (%s: %s); a take-"
+                              "over resumes from the last saved one", type(exc).__name__, exc)
             source.close()
             await taking
             for task in background:

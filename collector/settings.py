@@ -146,6 +146,10 @@ class AmqpSettings(Section):
     max_length: Annotated[int, Field(ge=1000)] = 5_000_000
     #: The dead-letter stream's size bound (oldest records go first).
     deadletter_max_mb: Positive = 10_240.0
+    #: How often the statistical detectors' state of the active partitions is saved to the
+    #: broker (and at shutdown), for a collector that takes them over; at most 12 h (the
+    #: state streams keep a day).
+    state_every_s: Annotated[float, Field(gt=0, le=43_200)] = 900.0
     connect_timeout_s: Positive = 10.0
     reconnect_min_s: Positive = 0.5
     reconnect_max_s: Positive = 30.0

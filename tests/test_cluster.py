@@ -405,6 +405,63 @@ def test_an_open_alert_stays_open_across_a_take_over_and_reaches_operators_once(
     assert listed.returncode == 0 and "0 shown of 0" in listed.stderr
 
 
+def test_a_taken_over_device_goes_on_with_its_statistical_detector(rig: ClusterRig) -> None:
+    """t2 learns a day of readings before it scores: the collector taking a partition over
+    resumes it from the state stream instead of learning another day (a cold one would say
+    nothing of the odd readings below)."""
+    import numpy as np
+
+    rig.setup()
+    mine = own_share("sct-a", ["sct-a", "sct-b"], PARTITIONS)
+    community, probe = next((c, d) for c, d in _devices(rig, "water_quality")
+                            if _partition(c) in mine)
+    topic = f"sc/{community}/water_quality/{probe}/telemetry"
+    extra = {"SCT_AMQP__STANDBY_DELAY_S": "3", "SCT_AMQP__STATE_EVERY_S": "1"}
+    rig.start("sct-a", **extra)
+    rig.start("sct-b", **extra)
+    wait_for(lambda: "standing by on" in rig.log("sct-a") and
+             "standing by on" in rig.log("sct-b"), 30, "both collectors to stand by")
+    rng = np.random.default_rng(16)
+    start = int(time.time() * 1000) - 1506 * 60_000
+    # A day and a bit of a probe's minutes, within the GB 5749 limits (no rule fires).
+    history = [(topic, orjson.dumps({
+        "ts": start + i * 60_000, "turbidity_ntu": round(0.3 + 0.03 * rng.normal(), 4),
+        "chlorine_mg_l": round(0.5 + 0.05 * rng.normal(), 4),
+        "conductivity_us_cm": round(400 + 10 * rng.normal(), 2)})) for i in range(1500)]
+    publish(rig.cluster.nodes[1].mqtt_port, history)
+
+    def stored() -> int:
+        series = rig.query(f"SELECT count(turbidity_ntu) FROM water_quality "
+                           f"WHERE device = '{probe}'")
+        return int(series[0]["values"][0][1]) if series else 0
+
+    wait_for(lambda: stored() == 1500, 60, "the probe's history in InfluxDB")
+    wait_for(lambda: bool(rig.query(
+        "SELECT last(detector_states_saved) FROM collector WHERE instance = 'sct-a' "
+        "AND detector_states_saved >= 1 AND time > now() - 3s")), 30,
+        "sct-a to save the probe's detector state")
+    time.sleep(4)   # past the standby delay: sct-b stands by on sct-a's partitions
+    rig.kill("sct-a")
+    # Still inside every limit, but turbidity up, chlorine down and conductivity up at once:
+    # far outside what this probe's readings did together.
+    odd = [(topic, orjson.dumps({"ts": start + i * 60_000, "turbidity_ntu": 0.6,
+                                 "chlorine_mg_l": 0.35, "conductivity_us_cm": 440.0}))
+           for i in range(1500, 1505)]
+    publish(rig.cluster.nodes[2].mqtt_port, odd)
+
+    def anomalies() -> list[tuple[str, str]]:
+        series = rig.query(f"SELECT state, message FROM alert WHERE device = '{probe}' "
+                           "AND rule = 'anomaly'")
+        return [(r[1], r[2].split(":")[0]) for r in series[0]["values"]] if series else []
+
+    wait_for(anomalies, 60, "the anomaly alert from sct-b")
+    assert anomalies() == [("raised", "unusual together")]
+    assert "statistical detectors resumed" in rig.log("sct-b")
+    resumed = [line for line in rig.log("sct-b").splitlines()
+               if f"partition {_partition(community)} (" in line and "resumed" in line]
+    assert resumed and " 0 devices' statistical" not in resumed[-1], resumed
+
+
 def test_refusals_and_poison_messages_are_kept_in_the_stream_listed_and_replayed(
         rig: ClusterRig) -> None:
     done = subprocess.run([sys.executable, "-m", "collector", "cluster", "setup"],

@@ -184,13 +184,13 @@ class AmqpSource:
         if isinstance(ticket, AmqpTicket):
             ticket.stamps = given
 
-    async def read_stamps(self, n: int, since: datetime) -> list[bytes]:
-        """Partition ``n``'s stamp records since ``since``."""
+    async def read(self, stream: str, since: datetime) -> list[bytes]:
+        """The records of ``stream`` (a partition's stamps or detector state) since
+        ``since``, oldest first."""
         connection = self._connection
         if connection is None:
             return []
-        return [record.body for record in
-                await read_stream(connection, self._names.stamps(n), since=since)]
+        return [record.body for record in await read_stream(connection, stream, since=since)]
 
     async def run(self, handle: Handler) -> None:
         """Consume until closed; on a lost connection the next node is tried, with backoff."""

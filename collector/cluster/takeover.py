@@ -8,11 +8,15 @@ died), it rebuilds what the rules need from InfluxDB, which every collector writ
   they stay open and are cleared (once) when the condition ends, never raised twice;
 - each device's last reading time (the newest point of its measurement over ``LAST_DAYS``).
 
-The rest of a device's rule state (its counters, its night flows, its statistical
-detectors) starts cold, and a cold rule is quiet: ``counter_backwards`` needs a previous
-value, ``device_silent`` a usual interval (learnt from two readings), and the statistical
-detectors are muted through their warm-up (README, Detection). So take-over raises nothing
-that history would not have raised, and costs two queries per device kind of the partition.
+- the statistical detectors of its devices, from the newest complete snapshot in the
+  partition's state stream (:mod:`collector.cluster.detectorstate`), so they go on scoring
+  instead of starting a day-long warm-up again.
+
+The rest of a device's rule state (its counters, its night flows) starts cold, and a cold
+rule is quiet: ``counter_backwards`` needs a previous value, ``device_silent`` a usual
+interval (learnt from two readings), and a statistical detector without a saved state is
+muted through its warm-up (README, Detection). So take-over raises nothing that history would
+not have raised, and costs two queries per device kind of the partition and two stream reads.
 
 Redelivery: the readings a dead collector wrote but had not acknowledged come again. A
 reading whose time is not after its device's last processed one is written again (InfluxDB
@@ -33,8 +37,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from collector.cluster.broker import FAILURES
+from collector.cluster.detectorstate import StateKeeper
 from collector.cluster.stamps import LOOKBACK_S, ReplicatedStamps
-from collector.cluster.topology import partition_of
+from collector.cluster.topology import Names, partition_of
 from collector.decode import Decoded
 from collector.detect.alerts import Alert
 from collector.detect.stage import DetectStage
@@ -110,14 +115,18 @@ class Takeover:
     """Warm-up on becoming active on a partition; forgetting on losing one."""
 
     def __init__(self, registry: Registry, partitions: int, detect: DetectStage,
-                 last: LastSeen, query: Query, stamps: ReplicatedStamps,
-                 read_stamps: Callable[[int, datetime], Awaitable[list[bytes]]]) -> None:
+                 last: LastSeen, query: Query, stamps: ReplicatedStamps, names: Names,
+                 read: Callable[[str, datetime], Awaitable[list[bytes]]],
+                 keeper: StateKeeper, state_lookback_s: float) -> None:
         self._registry = registry
         self._detect = detect
         self._last = last
         self._query = query
         self._stamps = stamps
-        self._read_stamps = read_stamps
+        self._names = names
+        self._read = read
+        self._keeper = keeper
+        self._state_lookback_s = state_lookback_s
         self._communities: dict[int, list[str]] = defaultdict(list)
         for community in sorted(registry.communities):
             self._communities[partition_of(community, partitions)].append(community)
@@ -137,6 +146,10 @@ class Takeover:
     def communities(self, partitions: set[int]) -> set[str]:
         return {c for n in partitions for c in self._communities.get(n, [])}
 
+    def devices(self, n: int) -> list[str]:
+        """Partition ``n``'s devices."""
+        return [d for c in self._communities.get(n, []) for d in self._devices[c]]
+
     async def warm(self, n: int) -> None:
         """Rebuild the open alerts and last reading times of partition ``n``'s devices.
         InfluxDB unreachable: retried by the caller's query; a failure is logged and the
@@ -150,19 +163,24 @@ class Takeover:
             reopened = await self._alerts(where)
             devices = await self._last_readings(where)
             queried = time.monotonic() - started
-            waiting = self._stamps.load(await self._read_stamps(
-                n, datetime.now(UTC) - timedelta(seconds=LOOKBACK_S)), {
-                d for c in communities for d in self._devices[c]})
+            now = datetime.now(UTC)
+            waiting = self._stamps.load(await self._read(
+                self._names.stamps(n), now - timedelta(seconds=LOOKBACK_S)),
+                set(self.devices(n)))
+            resumed = self._keeper.resume(n, await self._read(
+                self._names.state(n), now - timedelta(seconds=self._state_lookback_s)))
         except (WriteError, BrokerError, *FAILURES, KeyError, ValueError, TypeError,
                 IndexError) as exc:
             log.error("take-over of partition %d: could not read its history from InfluxDB "
                       "(%s: %s); its devices start cold", n, type(exc).__name__, exc)
+            self._keeper.ready(n)
             return
         self.last_warmup_s = time.monotonic() - started
         log.info("partition %d (%d communities): %d open alerts and %d devices' last "
                  "readings rebuilt from InfluxDB, %d unacknowledged stamps from the stamp "
-                 "stream, in %.2f s (InfluxDB %.2f s)", n, len(communities), reopened,
-                 devices, waiting, self.last_warmup_s, queried)
+                 "stream, %d devices' statistical detectors resumed from the state stream, "
+                 "in %.2f s (InfluxDB %.2f s)", n, len(communities), reopened, devices,
+                 waiting, resumed, self.last_warmup_s, queried)
 
     async def _alerts(self, where: str) -> int:
         alerts = await open_alerts(self._query, where)
@@ -187,6 +205,7 @@ class Takeover:
 
     def forget(self, partitions: set[int]) -> None:
         """The partitions were lost: their devices are no longer this collector's."""
-        devices = [d for c in self.communities(partitions) for d in self._devices[c]]
+        devices = [d for n in partitions for d in self.devices(n)]
+        self._keeper.lost(partitions)
         self._detect.forget(devices)
         self._last.forget(devices)

@@ -9,6 +9,7 @@
        no binding takes it --> alternate exchange --> <prefix>.unrouted (quorum queue)
        delivery limit reached, refusals ----------> <prefix>.deadletters (stream)
        stamps given to readings without ts -------> <prefix>.stamps.<n> (a stream each)
+       statistical detectors' state --------------> <prefix>.state.<n> (a stream each)
 
 Device channels alone enter ``<prefix>.devices`` (the exchange-to-exchange bindings carry
 nothing else), so the collectors' alerts on ``amq.topic`` never route back into a partition,
@@ -79,6 +80,10 @@ class Names:
         own partition's)."""
         return f"{self.prefix}.stamps.{n}"
 
+    def state(self, n: int) -> str:
+        """The statistical detectors' state stream of partition ``n``."""
+        return f"{self.prefix}.state.{n}"
+
     def partition(self, n: int) -> str:
         return f"{self.prefix}.partition.{n}"
 
@@ -128,6 +133,7 @@ def queue_arguments(settings: AmqpSettings, names: Names) -> dict[str, dict[str,
     queues[names.topology] = {"x-queue-type": "stream"}
     for n in range(settings.partitions):
         queues[names.stamps(n)] = {"x-queue-type": "stream", "x-max-age": "7D"}
+        queues[names.state(n)] = {"x-queue-type": "stream", "x-max-age": "1D"}
     return queues
 
 

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 #: The scores above this percentile of the warm-up's are the tail's sample.
 TAIL_QUANTILE = 0.98
@@ -76,6 +78,31 @@ def _weights(forget: float, k: int) -> np.ndarray:
     """The weights of k readings folded at once, oldest first, as k exponential-forgetting
     steps would have given them."""
     return forget * (1 - forget) ** np.arange(k - 1, -1, -1)
+
+
+class T2State(BaseModel):
+    """A device's T² detector as a collector taking the device over receives it (cluster
+    mode): plain numbers checked on the way in, never code (not a pickle)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    dims: int = Field(ge=1, le=64)
+    p: float = Field(gt=0, le=0.5)
+    warmup: int = Field(ge=2)
+    forget: float = Field(gt=0, lt=1)
+    refresh: int = Field(ge=1, le=10_000)
+    relearn: int = Field(ge=1)
+    smooth: int = Field(ge=1)
+    smoothed: list[float] | None
+    n: int = Field(ge=0)
+    mean: list[float]
+    cov: list[list[float]]
+    alarm: bool
+    alarmed: int = Field(ge=0)
+    t: float
+    n_seen: float = Field(ge=0)
+    n_over: float = Field(ge=0)
+    excess: float = Field(ge=0)
 
 
 class T2:
@@ -184,6 +211,44 @@ class T2:
         self._alarm, self._alarmed = False, 0
         self._learn(d, t2)
         return min(score, 0.999)
+
+    def state(self) -> dict[str, Any] | None:
+        """What another collector needs to resume this device (:class:`T2State`, JSON-able),
+        or None while it is still in its warm-up (the next collector starts that again)."""
+        if self._n <= self._warmup:
+            return None
+        if self._k:
+            self._fold()
+        return T2State(
+            dims=self.dims, p=self._p, warmup=self._warmup, forget=self._forget,
+            refresh=self._refresh, relearn=self._relearn, smooth=round(1 / self._smooth),
+            smoothed=None if self._smoothed is None else self._smoothed.tolist(),
+            n=self._n, mean=self._mean.tolist(), cov=self._cov.tolist(), alarm=self._alarm,
+            alarmed=self._alarmed, t=self._t, n_seen=self._n_seen, n_over=self._n_over,
+            excess=self._excess).model_dump()
+
+    @classmethod
+    def from_state(cls, saved: object) -> T2:
+        """The detector :meth:`state` described.
+
+        Raises:
+            ValueError: not a state this version wrote (a field missing, of the wrong type
+                or shape, or not finite).
+        """
+        s = T2State.model_validate(saved)   # a pydantic ValidationError is a ValueError
+        if len(s.mean) != s.dims or len(s.cov) != s.dims or any(
+                len(row) != s.dims for row in s.cov) or (
+                s.smoothed is not None and len(s.smoothed) != s.dims):
+            raise ValueError(f"a state of {s.dims} fields with vectors of another length")
+        if s.n <= s.warmup:
+            raise ValueError("a state still in its warm-up (never written)")
+        det = cls(s.dims, s.p, s.warmup, s.forget, s.refresh, s.relearn, s.smooth)
+        det._smoothed = None if s.smoothed is None else np.array(s.smoothed)
+        det._n, det._alarm, det._alarmed = s.n, s.alarm, s.alarmed
+        det._mean, det._cov = np.array(s.mean), np.array(s.cov)
+        det._t, det._n_seen, det._n_over, det._excess = s.t, s.n_seen, s.n_over, s.excess
+        det._invert()
+        return det
 
     def limit(self) -> float:
         """The T² exceeded with probability ``p``: an exponential tail from the start of

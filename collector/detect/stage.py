@@ -17,7 +17,7 @@ import logging
 import math
 import pickle
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +244,42 @@ class DetectStage:
             self._vectors.pop(device, None)
         self._detectors = {key: d for key, d in self._detectors.items() if key[0] not in gone}
         self.book.close_all(gone)
+
+    def statistical_states(self, devices: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The ``t2`` detectors of ``devices`` past their warm-up, as plain data, with the
+        device's last field values (cluster mode: for a collector that takes them over)."""
+        out = {}
+        for device in devices:
+            detector = self._detectors.get((device, "*"))
+            state = detector.state() if isinstance(detector, T2) else None
+            if state is not None:
+                out[device] = {"t2": state, "last": self._vectors.get(device)}
+        return out
+
+    def resume_statistical(self, states: dict[str, Any]) -> tuple[int, int]:
+        """Take over the detectors :meth:`statistical_states` gave (of devices this registry
+        knows, with the fields its kind has): how many resumed, how many were refused."""
+        resumed = refused = 0
+        for device, saved in states.items():
+            found = self._registry.device(device)
+            names = WATCHED.get(found.kind, ()) if found is not None else ()
+            try:
+                if not names or not isinstance(saved, dict):
+                    raise ValueError("not a watched device of this registry")
+                detector = T2.from_state(saved.get("t2"))
+                last = saved.get("last")
+                if detector.dims != len(names) or not (
+                        isinstance(last, list) and len(last) == len(names)
+                        and all(isinstance(v, int | float) for v in last)):
+                    raise ValueError("fields of another number")
+            except ValueError as exc:
+                refused += 1
+                log.debug("statistical state of %s not resumed: %s", device, exc)
+                continue
+            self._detectors[(device, "*")] = detector
+            self._vectors[device] = [float(v) for v in last]
+            resumed += 1
+        return resumed, refused
 
     def snapshot(self, path: Path) -> None:
         """Save the detector state (atomically: write, fsync, rename)."""

@@ -125,3 +125,43 @@ def test_acknowledgements_go_in_delivery_order_one_frame_per_settled_run() -> No
     sent, named = asyncio.run(run())
     assert sent == [(2, True), (4, True)]
     assert named == [["a/1"]]
+
+
+def test_the_newest_complete_detector_snapshot_is_resumed_past_torn_records() -> None:
+    from collector.cluster.detectorstate import CHUNK, newest, records
+
+    old = records({"a": {"n": 1}}, "x/1")
+    big = records({f"d{i:04d}": {"n": i} for i in range(CHUNK + 1)}, "x/2")
+    assert len(old) == 1 and len(big) == 2
+    cut_short = records({f"d{i:04d}": {"n": -i} for i in range(CHUNK + 1)}, "y/1")[:1]
+    states, unreadable = newest([*old, b"{torn", *big, *cut_short])
+    assert unreadable == 1 and len(states) == CHUNK + 1 and states["d0007"] == {"n": 7}
+    assert newest([*old, *records({}, "x/3")]) == ({}, 0)    # an empty snapshot is one too
+    assert newest([b'{"snapshot": "z", "chunk": 3, "of": 2, "states": {}}']) == ({}, 1)
+
+
+def test_a_partition_s_detector_state_is_saved_only_once_its_take_over_is_done() -> None:
+    import asyncio
+
+    from conftest import SMALL_REGISTRY
+
+    from collector.cluster.detectorstate import StateKeeper
+    from collector.detect.alerts import AlertBook
+    from collector.detect.stage import DetectStage
+    from collector.settings import DetectSettings
+
+    appended: list[int] = []
+
+    async def append(n: int, bodies: list[bytes]) -> None:
+        appended.append(n)
+
+    keeper = StateKeeper("sct-x", DetectStage(SMALL_REGISTRY, DetectSettings(), AlertBook()),
+                         lambda n: [], lambda: {0, 1}, append)
+    asyncio.run(keeper.save())
+    assert appended == []        # active, still warming: its empty state must not be newest
+    keeper.resume(0, [])
+    keeper.ready(1)              # started cold (history unreadable): saved from now on
+    asyncio.run(keeper.save())
+    keeper.lost({0})
+    asyncio.run(keeper.save())
+    assert appended == [0, 1, 1]

@@ -7,10 +7,14 @@ import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import orjson
+import pytest
 
+from collector.detect.alerts import Alert
 from collector.detect.multivariate import MAX_WARMUP, T2, budget, for_device
 from collector.detect.replay import readings_per_day, replay_csv
 
@@ -125,8 +129,10 @@ def test_peaks_over_threshold_keeps_to_the_budget_on_normal_data() -> None:
     assert 8 <= alarms <= 200, alarms
 
 
-def test_the_live_stage_raises_one_anomaly_alert_naming_the_field() -> None:
-    import orjson
+def _meter_stage() -> Callable[[int, bool], list[Alert]]:
+    """A live detect stage (t2) and a water meter's minute readings through the pipeline: a
+    function of the reading's index (and whether pressure stops following flow) giving the
+    anomaly alerts it raised or cleared."""
     from conftest import SMALL_REGISTRY
 
     from collector.decode import Decoder
@@ -141,21 +147,63 @@ def test_the_live_stage_raises_one_anomaly_alert_naming_the_field() -> None:
     stage = DetectStage(SMALL_REGISTRY, DetectSettings(statistical_model="t2"), AlertBook())
     pipeline = Pipeline(Decoder(ValidationSettings(max_age_days=10), "sc"),
                         Enricher(SMALL_REGISTRY), Counters(), stage)
-    rng = np.random.default_rng(10)
     start = 1_700_000_000_000
-    alerts = []
-    for i in range(2000):
+
+    def reading(i: int, odd: bool) -> list[Alert]:
+        rng = np.random.default_rng(i)
         flow = 10 + 3 * rng.normal()
         pressure = 400 - 10 * (flow - 10) + rng.normal()     # pressure falls with demand
-        if i >= 1990:
+        if odd:
             pressure += 40                                   # ... until it does not
         body = {"ts": start + i * 60_000, "flow_m3h": round(max(flow, 0.0), 3),
                 "pressure_kpa": round(pressure, 2)}
         done = pipeline.process(Inbound("sc/c2/water_meter/meter-1/telemetry",
                                         orjson.dumps(body), start + i * 60_000))
-        alerts += [a for a in done.alerts if a.rule == "anomaly"]
+        return [a for a in done.alerts if a.rule == "anomaly"]
+
+    reading.stage = stage  # type: ignore[attr-defined]
+    return reading
+
+
+def test_the_live_stage_raises_one_anomaly_alert_naming_the_field() -> None:
+    reading = _meter_stage()
+    alerts = [a for i in range(2000) for a in reading(i, i >= 1990)]
     assert [a.state for a in alerts] == ["raised"]
     assert alerts[0].message.startswith("unusual together: pressure_kpa")
+
+
+def test_a_device_taken_over_resumes_its_detector_from_plain_data() -> None:
+    held = _meter_stage()
+    for i in range(1900):                 # past the day-long warm-up, nothing odd
+        assert held(i, False) == []
+    held_stage = held.stage  # type: ignore[attr-defined]
+    assert held_stage.statistical_states(["other-device"]) == {}
+    saved = orjson.loads(orjson.dumps(held_stage.statistical_states(["meter-1"])))
+    assert set(saved) == {"meter-1"} and saved["meter-1"]["t2"]["n"] > 1440
+    taker, cold = _meter_stage(), _meter_stage()
+    assert taker.stage.resume_statistical(saved) == (1, 0)  # type: ignore[attr-defined]
+    assert cold.stage.resume_statistical({"meter-1": {"t2": {**saved["meter-1"]["t2"],  # type: ignore[attr-defined]
+                                                            "mean": [1.0]}},
+                                          "nobody": saved["meter-1"]}) == (0, 2)
+    # The next collector scores at once, as the first would have; a cold one is muted.
+    went_on = [a.state for i in range(1900, 1910) for a in held(i, i >= 1905)]
+    took_over = [a.state for i in range(1900, 1910) for a in taker(i, i >= 1905)]
+    assert went_on == took_over == ["raised"]
+    assert all(cold(i, i >= 1905) == [] for i in range(1900, 1910))
+
+
+def test_a_state_that_is_not_one_is_refused() -> None:
+    det = for_device(2, 1440, 0.01, warmup=300)
+    rng = np.random.default_rng(15)
+    for row in _normal(rng, 400)[:, :2]:
+        det.update(row)
+    good = det.state()
+    assert good is not None and T2.from_state(good).state() == good
+    for bad in ({**good, "cov": [[1.0, 0.0]]}, {**good, "t": float("nan")},
+                {**good, "n": 10}, {**good, "extra": 1}, {"dims": 2}, "t2", None):
+        with pytest.raises(ValueError):
+            T2.from_state(bad)
+    assert for_device(2, 1440, 0.01).state() is None      # still in its warm-up
 
 
 def test_the_live_warm_up_is_a_day_of_readings_within_bounds() -> None:
