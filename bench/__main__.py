@@ -1,9 +1,13 @@
 """The end-to-end benchmark, in one run against one Mosquitto and one InfluxDB:
 
-1. backlog drain, single readings and arrays of 50: ``mosquitto_sub`` (the ceiling) against
-   the collector (detectors on), counts verified in InfluxDB (``bench/drain.py``);
-2. live load at half the collector's own drain rate and at half the ceiling, single readings
-   at QoS 1: the rate that lands, publish-to-queryable latency p50 / p99 (``bench/live.py``).
+1. backlog drain, single readings and arrays of 50 of a lit streetlight's eight fields:
+   the collector alone (into a discarding endpoint) against ``mosquitto_sub``, and the
+   collector into InfluxDB against InfluxDB's own ingest of the same points
+   (``bench/drain.py``);
+2. live load at half the collector's own end-to-end drain rate and at half InfluxDB's
+   ceiling, single lit-streetlight readings at QoS 1: the rate that lands (and its ratio to
+   InfluxDB's ceiling), publish-to-queryable latency p50 / p99, collector CPU µs per
+   reading (``bench/live.py``).
 
 Prints tables (rates, ratios to the ceiling, CPU per process in cores, the collector's
 peak RSS) and writes every figure to a JSON file. The machine is shared: read the ratios.
@@ -25,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import drain, live
+from bench.readings import lamps
 from bench.stack import Collector, collector_env, running_servers
 
 
 def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
               rates: list[tuple[str, float]], seconds: float) -> list[dict[str, Any]]:
-    bins = [d for d in registry["devices"] if d["kind"] == "waste_bin"]
+    devices = lamps(registry)
     out: list[dict[str, Any]] = []
     for label, rate in rates:
         env = collector_env(work, mq, influx, f"live-{len(out)}")
@@ -38,7 +43,7 @@ def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
         collector.start()
         try:
             result = live.run(collector, mq.port, f"http://127.0.0.1:{influx.port}",
-                              env["SCT_INFLUX__DATABASE"], bins, live.LiveLoad(rate, seconds),
+                              env["SCT_INFLUX__DATABASE"], devices, live.LiveLoad(rate, seconds),
                               {"mosquitto": mq.process.pid, "influxd": influx.process.pid})
         finally:
             usage = collector.stop()
@@ -49,12 +54,13 @@ def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
 
 def print_live(results: list[dict[str, Any]], ceiling: float) -> None:
     print(f"\n{'live, single readings QoS 1':<34}{'offered':>9}{'landed/s':>10}{'ratio':>7}"
-          f"{'p50 s':>7}{'p99 s':>7}{'lost':>6}  CPU (cores)")
+          f"{'p50 s':>7}{'p99 s':>7}{'lost':>6}{'µs/rd':>7}  CPU (cores)")
     for r in results:
         cpu = " ".join(f"{k}={v:.2f}" for k, v in r["cpu"].items())
         print(f"{r['load']:<34}{r['offered_msg_s']:>9,.0f}{r['landed_readings_s']:>10,.0f}"
               f"{r['landed_readings_s'] / ceiling:>7.2f}{r['latency_p50_s']:>7.2f}"
-              f"{r['latency_p99_s']:>7.2f}{r['readings'] - r['landed']:>6}  {cpu}")
+              f"{r['latency_p99_s']:>7.2f}{r['readings'] - r['landed']:>6}"
+              f"{r['cpu_us_per_reading']:>7.1f}  {cpu}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             running_servers(Path(tmp)) as (mq, influx, registry):
         work = Path(tmp)
         drains = drain.run(work, mq, influx, registry, args.readings, args.profile)
-        ceiling = drains[0]["ceiling"]["msg_s"]
-        own = drains[0]["collector"]["msg_s"]
+        ceiling = drains[0]["influx_ceiling"]["points_s"]
+        own = drains[0]["end_to_end"]["msg_s"]
         lives = live_runs(work, mq, influx, registry,
                           [("half the collector's drain rate", own / 2),
-                           ("half the ceiling", ceiling / 2)], args.live_seconds)
+                           ("half InfluxDB's ceiling", ceiling / 2)], args.live_seconds)
     drain.print_table(drains)
     print_live(lives, ceiling)
     args.out.write_text(json.dumps({"drain": drains, "live": lives}, indent=2))

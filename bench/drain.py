@@ -1,12 +1,20 @@
-"""Backlog drain: the collector against the broker's own ceiling, in one run.
+"""Backlog drain: the collector against the two ceilings that bound it, in one run.
 
-For each payload shape, N readings are queued in Mosquitto for a persistent QoS 1 session
-whose client is away, then the client starts and the time to take them all is measured:
-- the ceiling: ``mosquitto_sub`` (C) draining its session, output thrown away;
-- the collector: ``sct collect`` (detectors on, as shipped) draining its session until
-  InfluxDB counts every reading; its start-up (registry, connection) is reported apart.
-Both drain the same broker on the same machine within a minute of each other, so the ratio
-is what to read (the machine is shared and its speed drifts).
+For each message shape (single readings, arrays of 50), N readings as devices send them (a
+lit streetlight's eight fields, raising no alert: ``bench/readings.py``) are queued in
+Mosquitto for a persistent QoS 1 session whose client is away, then the client starts and
+the time to take them all is measured. Four drains of the same readings, within minutes:
+
+- the broker's ceiling: ``mosquitto_sub`` (C) draining its session, output thrown away;
+- (a) the collector alone: ``sct collect`` (detection and acknowledgements on, as shipped)
+  writing to an endpoint that answers as InfluxDB and throws the writes away
+  (``bench/discard.py``), until it has been sent every reading; read against the first;
+- (b) end to end: ``sct collect`` into InfluxDB until InfluxDB counts every reading;
+- InfluxDB's ceiling: the same points, encoded beforehand, posted with the collector's batch
+  size and number of writers (``bench/influx_ceiling.py``); (b) is read against it.
+
+The collector's CPU per reading (µs) is from its CPU time over the drain. The machine is
+shared and its speed drifts: read the ratios, measured in the same run.
 
     python -m bench.drain [--readings 200000] [--out bench-drain.json] [--profile DIR]
 """
@@ -20,13 +28,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from bench import influx_ceiling
+from bench.discard import DiscardInflux
+from bench.readings import KIND, lamps, lit_streetlight
 from bench.stack import (
+    TIMEOUT_S,
     Collector,
     CpuWatch,
     Publisher,
@@ -41,19 +52,15 @@ TOPIC = "sc/+/+/+/telemetry"
 SHAPES = (("single readings", 1), ("arrays of 50", 50))
 
 
-def queue(port: int, bins: list[dict[str, str]], count: int, per_message: int,
-          base_ms: int) -> int:
-    """``count`` waste-bin readings, ``per_message`` a message (ts = base_ms + i, unique),
-    published at QoS 1 until the broker acknowledged all; the number of messages."""
+def readings(count: int, base_ms: int) -> list[dict[str, Any]]:
+    """``count`` lit-streetlight readings, each with its own ts (base_ms + i)."""
+    return [lit_streetlight(i, base_ms + i) for i in range(count)]
+
+
+def queue(port: int, messages: list[tuple[str, bytes]]) -> int:
+    """Publish ``messages`` at QoS 1 until the broker acknowledged all; how many."""
     publisher = Publisher(port, "bench-queue")
-    packets: list[bytes] = []
-    for first in range(0, count, per_message):
-        bin_ = bins[len(packets) % len(bins)]
-        readings = [{"ts": base_ms + i, "fill_pct": float(i % 90)}
-                    for i in range(first, min(first + per_message, count))]
-        packets.append(publisher.packet(
-            f"sc/{bin_['community']}/waste_bin/{bin_['id']}/telemetry",
-            orjson.dumps(readings[0] if per_message == 1 else readings)))
+    packets = [publisher.packet(topic, payload) for topic, payload in messages]
     for at in range(0, len(packets), 1000):
         publisher.send(packets[at:at + 1000])
     publisher.wait_acked(len(packets))
@@ -80,58 +87,94 @@ def ceiling(port: int, broker_pid: int, load: Any) -> dict[str, float]:
                     **watch.stop()}}
 
 
-def collector_drain(collector: Collector, influx_url: str, database: str, count: int,
-                    base_ms: int, load: Any, pids: dict[str, int]) -> dict[str, Any]:
+def collector_drain(collector: Collector, count: int, landed: Callable[[], int], load: Any,
+                    pids: dict[str, int]) -> dict[str, Any]:
+    """Start the collector once (its persistent session), queue ``load()`` while it is away,
+    start it again and time it until ``landed()`` reaches ``count``."""
     collector.start()                      # its persistent session now exists
     collector.stop()
     messages = load()
     collector.start()
     watch = CpuWatch({"collector": collector.pid, **pids})
-    query = f"SELECT count(fill_pct) FROM waste_bin WHERE time >= {base_ms}ms"
-    done, landed = wait_count(influx_url, database, query, count)
+    deadline = time.monotonic() + TIMEOUT_S
+    got = landed()
+    while got < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+        got = landed()
+    done = time.monotonic()
     cpu = watch.stop()
     usage = collector.stop()
     draining = done - collector.started - collector.ready_s
-    return {"messages": messages, "landed": landed, "ready_s": round(collector.ready_s, 2),
+    return {"messages": messages, "landed": got, "ready_s": round(collector.ready_s, 2),
             "seconds": round(draining, 2), "msg_s": messages / draining,
-            "readings_s": count / draining, "cpu": cpu, "peak_rss_mb": round(usage.peak_rss_mb)}
+            "readings_s": count / draining, "cpu": cpu,
+            "cpu_us_per_reading": round(cpu["collector"] * draining / count * 1e6, 1),
+            "peak_rss_mb": round(usage.peak_rss_mb)}
 
 
 def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[str, Any],
-        readings: int, profile: Path | None) -> list[dict[str, Any]]:
+        count: int, profile: Path | None) -> list[dict[str, Any]]:
     """Both shapes; ``registry`` is the one written to ``work/registry.yaml``."""
-    bins = [d for d in registry["devices"] if d["kind"] == "waste_bin"]
+    devices = lamps(registry)
     influx_url = f"http://127.0.0.1:{influx.port}"
-    servers_pids = {"mosquitto": mq.process.pid, "influxd": influx.process.pid}
+    pids = {"mosquitto": mq.process.pid, "influxd": influx.process.pid}
     results = []
-    for shape, per_message in SHAPES:
-        env = collector_env(work, mq, influx, f"drain-{per_message}")
-        database = env["SCT_INFLUX__DATABASE"]
-        base = int(time.time() * 1000) - 7 * 86_400_000
-        top = ceiling(mq.port, mq.process.pid,
-                      partial(queue, mq.port, bins, readings, per_message, base))
-        raw = profile / f"drain-{per_message}.txt" if profile else None
-        collector = Collector(env, work, raw)
-        col = collector_drain(
-            collector, influx_url, database, readings, base + 10 * readings,
-            partial(queue, mq.port, bins, readings, per_message, base + 10 * readings),
-            servers_pids)
-        results.append({"bench": "drain", "shape": shape, "readings": readings,
-                        "ceiling": top, "collector": col,
-                        "ratio": round(col["msg_s"] / top["msg_s"], 3),
-                        "profile_top": top_of_profile(raw) if raw else None})
+    discard = DiscardInflux()
+    try:
+        for shape, per_message in SHAPES:
+            base = int(time.time() * 1000) - 7 * 86_400_000 + per_message * 100 * count
+
+            def load(offset: int, per: int = per_message, first: int = base) -> Any:
+                return partial(queue, mq.port, influx_ceiling.messages_of(
+                    readings(count, first + offset * count), devices, per))
+
+            top = ceiling(mq.port, mq.process.pid, load(0))
+            raw = profile / f"drain-{per_message}.txt" if profile else None
+            # (a) the collector alone, into the discarding endpoint.
+            env = {**collector_env(work, mq, influx, f"alone-{per_message}"),
+                   "SCT_INFLUX__URL": discard.url}
+            before = discard.lines(KIND)
+            alone = collector_drain(Collector(env, work, raw), count,
+                                    lambda b=before: discard.lines(KIND) - b, load(1), pids)
+            # (b) end to end, into InfluxDB.
+            env = collector_env(work, mq, influx, f"drain-{per_message}")
+            database = env["SCT_INFLUX__DATABASE"]
+            first = base + 2 * count
+            query = f"SELECT count(power_w) FROM {KIND} WHERE time >= {first}ms"
+            full = collector_drain(Collector(env, work), count,
+                                   lambda q=query, d=database: wait_count(
+                                       influx_url, d, q, 0)[1], load(2), pids)
+            # InfluxDB's own ceiling for the same points.
+            lines = influx_ceiling.encoded(registry, influx_ceiling.messages_of(
+                readings(count, base + 3 * count), devices, per_message))
+            ingest = influx_ceiling.run(influx_url, f"ceiling_{per_message}", lines,
+                                        int(env.get("SCT_INFLUX__BATCH_SIZE", 5000)),
+                                        influx.process.pid)
+            results.append({
+                "bench": "drain", "shape": shape, "readings": count, "kind": KIND,
+                "mosquitto_sub": top, "alone": alone, "end_to_end": full,
+                "influx_ceiling": ingest,
+                "ratio_alone": round(alone["msg_s"] / top["msg_s"], 3),
+                "ratio_end_to_end": round(full["readings_s"] / ingest["points_s"], 3),
+                "profile_top": top_of_profile(raw) if raw else None})
+    finally:
+        discard.close()
     return results
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"{'backlog drain':<18}{'ceiling msg/s':>14}{'sct msg/s':>11}{'readings/s':>12}"
-          f"{'ratio':>7}{'start s':>8}{'peak RSS':>9}  CPU (cores)")
+    print(f"{'backlog drain':<16}{'ceiling':>9}{'(a) alone':>10}{'ratio':>6}{'µs/rd':>7}"
+          f"{'InfluxDB':>10}{'(b) e2e':>9}{'ratio':>6}{'µs/rd':>7}{'peak RSS':>9}"
+          "  readings/s; CPU (cores) in (b)")
     for r in results:
-        col = r["collector"]
-        cpu = " ".join(f"{k}={v:.2f}" for k, v in col["cpu"].items())
-        print(f"{r['shape']:<18}{r['ceiling']['msg_s']:>14,.0f}{col['msg_s']:>11,.0f}"
-              f"{col['readings_s']:>12,.0f}{r['ratio']:>7.2f}{col['ready_s']:>8.1f}"
-              f"{col['peak_rss_mb']:>6} MB  {cpu}")
+        alone, full = r["alone"], r["end_to_end"]
+        cpu = " ".join(f"{k}={v:.2f}" for k, v in full["cpu"].items())
+        per = r["readings"] / r["alone"]["messages"]
+        print(f"{r['shape']:<16}{r['mosquitto_sub']['msg_s'] * per:>9,.0f}"
+              f"{alone['readings_s']:>10,.0f}{r['ratio_alone']:>6.2f}"
+              f"{alone['cpu_us_per_reading']:>7.1f}{r['influx_ceiling']['points_s']:>10,.0f}"
+              f"{full['readings_s']:>9,.0f}{r['ratio_end_to_end']:>6.2f}"
+              f"{full['cpu_us_per_reading']:>7.1f}{full['peak_rss_mb']:>6} MB  {cpu}")
         for name, share in r["profile_top"] or []:
             print(f"    {share:5.1f} %  {name}")
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from bench.readings import KIND, lit_streetlight
 from bench.stack import Collector, CpuWatch, Publisher, wait_count
 from simulators import servers
 
@@ -37,19 +38,21 @@ class LiveLoad:
     per_message: int = 1
 
 
-def _packets(publisher: Publisher, bins: list[dict[str, str]], load: LiveLoad,
+def _topic(device: dict[str, str]) -> str:
+    return f"sc/{device['community']}/{KIND}/{device['id']}/telemetry"
+
+
+def _packets(publisher: Publisher, lamps: list[dict[str, str]], load: LiveLoad,
              base_ms: int) -> list[bytes]:
     # Built before the clock starts: building them as they go would slow the publisher.
     out = []
     total = int(load.rate * load.seconds)
     for i in range(total):
-        bin_ = bins[i % len(bins)]
         first = i * load.per_message
-        readings = [{"ts": base_ms + k, "fill_pct": float(k % 90)}
+        readings = [lit_streetlight(k, base_ms + k)
                     for k in range(first, first + load.per_message)]
-        out.append(publisher.packet(
-            f"sc/{bin_['community']}/waste_bin/{bin_['id']}/telemetry",
-            orjson.dumps(readings[0] if load.per_message == 1 else readings)))
+        out.append(publisher.packet(_topic(lamps[i % len(lamps)]), orjson.dumps(
+            readings[0] if load.per_message == 1 else readings)))
     return out
 
 
@@ -65,7 +68,7 @@ class ProbeWatch(threading.Thread):
     def run(self) -> None:
         last = 0
         while not self.stop.is_set():
-            query = (f"SELECT fill_pct FROM waste_bin WHERE device = '{self._device}' "
+            query = (f"SELECT power_w FROM {KIND} WHERE device = '{self._device}' "
                      f"AND time > {last}ms")
             try:
                 series = servers.influx_query(self._url, self._db, query)
@@ -79,15 +82,16 @@ class ProbeWatch(threading.Thread):
 
 
 def run(collector: Collector, port: int, influx_url: str, database: str,
-        bins: list[dict[str, str]], load: LiveLoad, pids: dict[str, int]) -> dict[str, Any]:
-    """Publish ``load`` to a running collector; rates, latency and CPU."""
-    probe, targets = bins[0], bins[1:]
+        lamps: list[dict[str, str]], load: LiveLoad, pids: dict[str, int]) -> dict[str, Any]:
+    """Publish ``load`` (lit-streetlight readings) to a running collector; rates, latency
+    and CPU."""
+    probe, targets = lamps[0], lamps[1:]
     publisher = Publisher(port, f"bench-live-{database}")
     base_ms = int(time.time() * 1000) - 3_600_000
     packets = _packets(publisher, targets, load, base_ms)
     watch = ProbeWatch(influx_url, database, probe["id"])
     watch.start()
-    probe_topic = f"sc/{probe['community']}/waste_bin/{probe['id']}/telemetry"
+    probe_topic = _topic(probe)
     cpu = CpuWatch({"collector": collector.pid, **pids})
     per_slice = load.rate * SLICE_S
     started = time.monotonic()
@@ -98,7 +102,7 @@ def run(collector: Collector, port: int, influx_url: str, database: str,
         batch = packets[sent:due]
         if now >= next_probe:
             batch.append(publisher.packet(probe_topic, orjson.dumps(
-                {"ts": int(time.time() * 1000), "fill_pct": 1.0})))
+                lit_streetlight(0, int(time.time() * 1000)))))
             probes += 1
             next_probe += PROBE_EVERY_S
         if batch:
@@ -108,7 +112,7 @@ def run(collector: Collector, port: int, influx_url: str, database: str,
     published_s = time.monotonic() - started
     publisher.wait_acked(len(packets) + probes)
     readings = len(packets) * load.per_message
-    query = f"SELECT count(fill_pct) FROM waste_bin WHERE time >= {base_ms}ms " \
+    query = f"SELECT count(power_w) FROM {KIND} WHERE time >= {base_ms}ms " \
             f"AND time < {base_ms + readings}ms"
     done, landed = wait_count(influx_url, database, query, readings)
     shares = cpu.stop()
@@ -122,4 +126,6 @@ def run(collector: Collector, port: int, influx_url: str, database: str,
             "landed": landed, "probes": probes, "probes_seen": len(watch.latencies_s),
             "latency_p50_s": float(np.percentile(lat, 50)),
             "latency_p99_s": float(np.percentile(lat, 99)),
-            "latency_max_s": float(np.max(lat)), "cpu": shares}
+            "latency_max_s": float(np.max(lat)), "cpu": shares,
+            "cpu_us_per_reading": round(shares["collector"] * (done - started) / readings
+                                        * 1e6, 1)}

@@ -1,0 +1,28 @@
+"""Readings as devices send them, for the benchmarks: every field of the kind, with values
+that raise no alert (a benchmark of the smallest payload that parses measures another
+program).
+
+A lit streetlight at night: on, dimmed to 80 % of its rated 100 W and drawing about that,
+mains voltage, its energy counter rising, a few lux, a warm driver: eight fields, and not one
+of the lamp rules (dark, day-burning, power, counter) fires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KIND = "streetlight"
+
+
+def lit_streetlight(i: int, ts_ms: int) -> dict[str, Any]:
+    """The ``i``-th reading of a run (``i`` rising: each lamp's energy counter rises)."""
+    return {"ts": ts_ms, "on": True, "dim_pct": 80.0, "power_w": round(79.0 + (i % 7) * 0.3, 1),
+            "voltage_v": round(219.0 + (i % 5) * 0.5, 1),
+            "current_a": round(0.362 + (i % 3) * 0.002, 3),
+            "energy_kwh": round(1000.0 + i * 0.001, 3), "lux": float(2 + i % 4),
+            "temp_c": round(31.0 + (i % 6) * 0.2, 1)}
+
+
+def lamps(registry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The registry's streetlights (rated 100 W by the generator)."""
+    return [d for d in registry["devices"] if d["kind"] == KIND]
