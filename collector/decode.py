@@ -42,6 +42,10 @@ class Decoded:
     moved: bool = False
 
 
+#: Parsed topics kept (about 300 bytes each).
+TOPIC_CACHE = 200_000
+
+
 class Decoder:
     """Turns :class:`Inbound` messages into :class:`Decoded` objects and :class:`Reject` s."""
 
@@ -50,6 +54,9 @@ class Decoder:
         self._root = topic_root
         self._max_age_ms = int(settings.max_age_days * 86_400_000)
         self._max_future_ms = int(settings.max_future_s * 1000)
+        # Topics parsed before: a device sends on the same few topics for ever. Bounded: past
+        # TOPIC_CACHE entries it starts afresh (a fleet bigger than that parses some twice).
+        self._topics: dict[str, topics.DeviceTopic] = {}
 
     def decode(self, msg: Inbound) -> tuple[list[Decoded], list[Reject]]:
         """Decode one message into accepted objects and refusals."""
@@ -73,10 +80,15 @@ class Decoder:
         size, limit = len(msg.payload), self._settings.max_payload_bytes
         if size > limit:
             raise Rejected("too_large", f"payload of {size} bytes is over the {limit}-byte limit")
-        try:
-            where = topics.parse(msg.topic, self._root)
-        except topics.TopicError as exc:
-            raise Rejected("bad_topic", str(exc)) from exc
+        where = self._topics.get(msg.topic)
+        if where is None:
+            try:
+                where = topics.parse(msg.topic, self._root)
+            except topics.TopicError as exc:
+                raise Rejected("bad_topic", str(exc)) from exc
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[msg.topic] = where
         if where.channel == "status":
             return where, [_status_text(msg.payload)], False
         try:

@@ -91,6 +91,13 @@ def _rate_per_hour(s: Seen, key: str, value: float, alpha: float = 0.3) -> float
 
 # --- lighting ---------------------------------------------------------------------------
 
+def _quiet(s: Seen, rule: str, active: bool) -> bool:
+    """Nothing to say: the rule is not active and its alert is not open. The common case by
+    far; a rule then yields nothing (a verdict would change nothing), so no message is
+    formatted for the reading."""
+    return not active and not s.open(rule)
+
+
 def streetlight(s: Seen) -> Iterator[Verdict]:
     f, cfg = s.fields, s.settings
     if s.event == "fault":
@@ -101,21 +108,27 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
         yield Verdict("lamp_fault", False, "warning")
     on, lux = f.get("on"), f.get("lux")
     if on is not None and lux is not None:
-        dark = lux < (cfg.lamp_dark_lux * (2 if s.open("lamp_dark") else 1))
-        yield Verdict("lamp_dark", on is False and dark, "warning", lux,
-                      f"lamp off while dark outside ({lux:.0f} lx)")
-        bright = lux > cfg.lamp_daylight_lux * (0.5 if s.open("lamp_day_burning") else 1)
-        yield Verdict("lamp_day_burning", on is True and bright, "info", lux,
-                      f"lamp on in daylight ({lux:.0f} lx): wasted energy")
+        was = s.open("lamp_dark")
+        dark = on is False and lux < (cfg.lamp_dark_lux * (2 if was else 1))
+        if dark or was:
+            yield Verdict("lamp_dark", dark, "warning", lux,
+                          f"lamp off while dark outside ({lux:.0f} lx)")
+        was = s.open("lamp_day_burning")
+        burning = on is True and lux > cfg.lamp_daylight_lux * (0.5 if was else 1)
+        if burning or was:
+            yield Verdict("lamp_day_burning", burning, "info", lux,
+                          f"lamp on in daylight ({lux:.0f} lx): wasted energy")
     rated = float(s.attrs.get("rated_power_w", 0))
     power, dim = f.get("power_w"), f.get("dim_pct")
     if rated and on and power is not None and dim:
         expected = rated * dim / 100
         off_by = abs(power - expected) / expected
-        tolerance = cfg.lamp_power_tolerance * (0.7 if s.open("lamp_power") else 1)
-        yield Verdict("lamp_power", off_by > tolerance, "warning", power,
-                      f"drawing {power:.0f} W, expected about {expected:.0f} W "
-                      f"({off_by:.0%} off): failing driver or lamp", off_by)
+        was = s.open("lamp_power")
+        failing = off_by > cfg.lamp_power_tolerance * (0.7 if was else 1)
+        if failing or was:
+            yield Verdict("lamp_power", failing, "warning", power,
+                          f"drawing {power:.0f} W, expected about {expected:.0f} W "
+                          f"({off_by:.0%} off): failing driver or lamp", off_by)
     yield from _counter(s, "energy_kwh")
 
 
@@ -127,8 +140,9 @@ def _counter(s: Seen, name: str) -> Iterator[Verdict]:
     s.state[name] = value
     if previous is not None:
         back = value < previous - 1e-9
-        yield Verdict("counter_backwards", back, "warning", value,
-                      f"{name} went back from {previous:g} to {value:g}")
+        if not _quiet(s, "counter_backwards", back):
+            yield Verdict("counter_backwards", back, "warning", value,
+                          f"{name} went back from {previous:g} to {value:g}")
 
 
 # --- waste ------------------------------------------------------------------------------
@@ -148,22 +162,28 @@ def waste_bin(s: Seen) -> Iterator[Verdict]:
         s.state["last_fill"] = fill
         s.state.setdefault("emptied_at", s.ts_ms)
         rate = _rate_per_hour(s, "fill_rate", fill)
-        full = fill >= cfg.bin_full_pct - (10 if s.open("bin_full") else 0)
-        eta = ""
-        if rate and rate > 0.1 and fill < 100:
-            eta = f", full in about {(100 - fill) / rate:.1f} h"
-        yield Verdict("bin_full", full, "warning", fill, f"bin at {fill:.0f} %{eta}")
+        was = s.open("bin_full")
+        full = fill >= cfg.bin_full_pct - (10 if was else 0)
+        if full or was:
+            eta = ""
+            if rate and rate > 0.1 and fill < 100:
+                eta = f", full in about {(100 - fill) / rate:.1f} h"
+            yield Verdict("bin_full", full, "warning", fill, f"bin at {fill:.0f} %{eta}")
         hours = (s.ts_ms - s.state["emptied_at"]) / HOUR_MS
         limit = cfg.bin_max_hours_between_collections.get(category, 48.0)
-        yield Verdict("bin_not_emptied", hours > limit and fill > 20, "warning", hours,
-                      f"{category} bin not emptied for {hours:.0f} h (schedule: {limit:.0f} h)")
+        late = hours > limit and fill > 20
+        if not _quiet(s, "bin_not_emptied", late):
+            yield Verdict("bin_not_emptied", late, "warning", hours, f"{category} bin not "
+                          f"emptied for {hours:.0f} h (schedule: {limit:.0f} h)")
     temp = f.get("temp_c")
     if temp is not None:
         rise = _rate_per_hour(s, "temp_rate", temp) or 0.0
-        hot = temp >= cfg.bin_fire_temp_c - (5 if s.open("bin_fire_risk") else 0)
-        rising = rise >= cfg.bin_temp_rise_c_per_h and temp > 40
-        yield Verdict("bin_fire_risk", hot or rising, "critical", temp,
-                      f"bin at {temp:.0f} °C, rising {rise:.0f} °C/h: fire risk")
+        was = s.open("bin_fire_risk")
+        risk = temp >= cfg.bin_fire_temp_c - (5 if was else 0) or (
+            rise >= cfg.bin_temp_rise_c_per_h and temp > 40)
+        if risk or was:
+            yield Verdict("bin_fire_risk", risk, "critical", temp,
+                          f"bin at {temp:.0f} °C, rising {rise:.0f} °C/h: fire risk")
 
 
 # --- water ------------------------------------------------------------------------------
@@ -185,13 +205,14 @@ def _pressure_drop(s: Seen, pressure: float) -> Iterator[Verdict]:
         s.state["pressure_base"] = pressure
         return
     drop = (base - pressure) / base if base > 0 else 0.0
-    limit = s.settings.pressure_drop_pct / 100 * (0.5 if s.open("pressure_burst") else 1)
-    burst = drop > limit
+    was = s.open("pressure_burst")
+    burst = drop > s.settings.pressure_drop_pct / 100 * (0.5 if was else 1)
     if not burst:  # the baseline does not follow a burst
         s.state["pressure_base"] = base + 0.05 * (pressure - base)
-    yield Verdict("pressure_burst", burst, "critical", pressure,
-                  f"pressure {pressure:.0f} kPa, {drop:.0%} under its usual {base:.0f}: "
-                  "a burst main?", drop)
+    if burst or was:
+        yield Verdict("pressure_burst", burst, "critical", pressure,
+                      f"pressure {pressure:.0f} kPa, {drop:.0%} under its usual {base:.0f}: "
+                      "a burst main?", drop)
 
 
 def _night_flow(s: Seen, flow: float) -> Iterator[Verdict]:
@@ -233,7 +254,8 @@ def water_quality(s: Seen) -> Iterator[Verdict]:
         problems.append(f"free chlorine {chlorine:.3f} mg/L < {cfg.chlorine_min_mg_l:g}")
     if ph is not None and not cfg.ph_min <= ph <= cfg.ph_max:
         problems.append(f"pH {ph:.2f} outside {cfg.ph_min:g}-{cfg.ph_max:g}")
-    if turbidity is not None or chlorine is not None or ph is not None:
+    if (turbidity is not None or chlorine is not None or ph is not None) and not _quiet(
+            s, "water_quality", bool(problems)):
         yield Verdict("water_quality", bool(problems), "critical", float(len(problems)),
                       "; ".join(problems) or "quality within the norms")
 
@@ -245,10 +267,12 @@ def water_level(s: Seen) -> Iterator[Verdict]:
     rate = _rate_per_hour(s, "level_rate", level)
     if rate is None:
         return
-    limit = s.settings.level_rise_pct_per_h * (0.5 if s.open("level_rising_fast") else 1)
-    use = str(s.attrs.get("use", "tank")).replace("_", " ")
-    yield Verdict("level_rising_fast", rate > limit, "warning", level,
-                  f"{use} filling at {rate:.0f} %/h, now {level:.0f} %")
+    was = s.open("level_rising_fast")
+    rising = rate > s.settings.level_rise_pct_per_h * (0.5 if was else 1)
+    if rising or was:
+        use = str(s.attrs.get("use", "tank")).replace("_", " ")
+        yield Verdict("level_rising_fast", rising, "warning", level,
+                      f"{use} filling at {rate:.0f} %/h, now {level:.0f} %")
 
 
 # --- security ---------------------------------------------------------------------------
@@ -320,9 +344,10 @@ _SAME = {name: f"same:{name}" for names in VARYING.values() for name in names}
 def any_device(s: Seen) -> Iterator[Verdict]:
     battery = s.fields.get("battery_pct")
     if battery is not None:
-        low = s.settings.battery_low_pct + (5 if s.open("battery_low") else 0)
-        yield Verdict("battery_low", battery < low, "info", battery,
-                      f"battery at {battery:.0f} %")
+        was = s.open("battery_low")
+        low = battery < s.settings.battery_low_pct + (5 if was else 0)
+        if low or was:
+            yield Verdict("battery_low", low, "info", battery, f"battery at {battery:.0f} %")
     longest, stuck_field, stuck_value = 0, "", 0.0
     for name in VARYING.get(s.device.kind, ()):
         value = s.fields.get(name)
@@ -334,10 +359,9 @@ def any_device(s: Seen) -> Iterator[Verdict]:
         s.state[key] = (value, count)
         if count > longest:
             longest, stuck_field, stuck_value = count, name, value
-    if longest:
-        yield Verdict("value_stuck", longest >= s.settings.stuck_readings, "warning",
-                      stuck_value, f"{stuck_field} stuck at {stuck_value:g} for {longest} "
-                      "readings")
+    if longest and not _quiet(s, "value_stuck", stuck := longest >= s.settings.stuck_readings):
+        yield Verdict("value_stuck", stuck, "warning", stuck_value,
+                      f"{stuck_field} stuck at {stuck_value:g} for {longest} readings")
 
 # --- the rules' state, typed ------------------------------------------------------------
 

@@ -140,7 +140,8 @@ class DetectStage:
                 verdicts.extend(self._statistics(device, fields, seen))
             except Exception:
                 self._failed("statistics", device.id)
-        alerts.extend(self.book.observe_all(self._subject(device), verdicts, item.ts_ms))
+        if verdicts:     # most readings: none (a quiet rule yields nothing)
+            alerts.extend(self.book.observe_all(self._subject(device), verdicts, item.ts_ms))
         return alerts
 
     def _statistics(self, device: Device, fields: dict[str, Any], seen: Seen) -> list[Verdict]:
@@ -213,7 +214,8 @@ class DetectStage:
                                     "device says it is offline (or its last will)"))
         elif self.book.is_open(device.id, "device_offline"):
             verdicts.append(Verdict("device_offline", False, "warning"))
-        return self.book.observe_all(self._subject(device), verdicts, item.ts_ms)
+        return self.book.observe_all(self._subject(device), verdicts, item.ts_ms) \
+            if verdicts else []
 
     def tick(self, now_ms: int) -> list[Alert]:
         """Devices silent for longer than expected (called every few seconds)."""

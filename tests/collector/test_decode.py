@@ -132,3 +132,23 @@ def test_an_array_item_without_ts_is_refused_with_the_reason() -> None:
     assert [orjson.loads(r.payload) for r in rejects] == [{"dim_pct": 1}, {"dim_pct": 3}]
     _, alone = run(LAMP, [{"dim_pct": 1}])
     assert [r.detail for r in alone] == ["an array item needs ts"]
+
+
+def test_topics_parsed_once_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    import collector.decode as decode
+
+    monkeypatch.setattr(decode, "TOPIC_CACHE", 2)
+    decoder = Decoder(ValidationSettings(), "sc")
+    topics = [LAMP, "sc/c1/waste_bin/bin-1/telemetry", "sc/c1/streetlight/lamp-1/event",
+              "sc/c1/streetlight/lamp-1/telemetry", "sc/c1/waste_bin/bin-1/telemetry"]
+    for topic in topics:       # the bound reached twice: started afresh, same answers
+        accepted, rejects = decoder.decode(Inbound(topic, orjson.dumps(
+            {"ts": NOW, "type": "fault", "code": "E1"} if topic.endswith("event")
+            else {"ts": NOW, "on": True} if "streetlight" in topic
+            else {"ts": NOW, "fill_pct": 10}), NOW))
+        assert rejects == [] and accepted[0].where.device == topic.split("/")[3]
+        assert len(decoder._topics) <= 2
+    assert [r.reason for r in decoder.decode(Inbound("sc/c1/toaster/t-1/telemetry",
+                                                     b"{}", NOW))[1]] == ["bad_topic"]
+    assert "sc/c1/toaster/t-1/telemetry" not in decoder._topics
