@@ -20,7 +20,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from collector import kpi
@@ -193,8 +193,8 @@ class Collector:
         root = self.settings.mqtt.topic_root
         self._publish = lambda alert: source.publish(alert.topic(root), alert.payload())
 
-        async def handle(msg: Inbound, ticket: Claim) -> None:
-            await self.handle(pipeline, batcher, msg, ticket)
+        async def handle(batch: Sequence[tuple[Inbound, Claim]]) -> None:
+            await self.handle_many(pipeline, batcher, batch)
 
         side = self.supervisor.run
         async with asyncio.TaskGroup() as group:
@@ -223,21 +223,34 @@ class Collector:
 
     async def handle(self, pipeline: Pipeline, batcher: Batcher, msg: Inbound,
                      ticket: Claim) -> None:
-        """One message through the pipeline: refusals kept, lines handed to the batcher.
+        """One message through the pipeline (see :meth:`handle_many`)."""
+        await self.handle_many(pipeline, batcher, [(msg, ticket)])
 
-        The message's ticket is held by each batch its lines are in until that batch is
+    async def handle_many(self, pipeline: Pipeline, batcher: Batcher,
+                          batch: Sequence[tuple[Inbound, Claim]]) -> None:
+        """Messages through the pipeline, stage by stage over the batch; then, message by
+        message in order, refusals kept, alerts published and lines handed to the batcher.
+
+        A message's ticket is held by each batch its lines are in until that batch is
         durable, and by the handler until its refusals are kept.
         """
-        done = pipeline.process(msg)
-        for reject in done.rejects:
-            await self._keep(reject)
-        if self._before_write is not None:
-            await self._before_write(ticket)
-        for alert in done.alerts:
-            self._publish(alert)
-        if done.lines:
-            await batcher.add_many(done.lines, ticket)
-        ticket.release()
+        if self._before_write is not None and len(batch) > 1:
+            # Cluster mode: what must be replicated before a message's lines are written is
+            # taken per message, so its messages go through one at a time.
+            for item in batch:
+                await self.handle_many(pipeline, batcher, [item])
+            return
+        done = pipeline.process_many([msg for msg, _ in batch])
+        for (_, ticket), out in zip(batch, done, strict=True):
+            for reject in out.rejects:
+                await self._keep(reject)
+            if self._before_write is not None:
+                await self._before_write(ticket)
+            for alert in out.alerts:
+                self._publish(alert)
+            if out.lines:
+                await batcher.add_many(out.lines, ticket)
+            ticket.release()
 
     def _save_state(self, detect: DetectStage | None) -> bool:
         """Save the open alerts (and the detector state, when given); False when the disk

@@ -62,45 +62,84 @@ class Pipeline:
 
     def process(self, msg: Inbound) -> Processed:
         """Everything one message produces."""
-        counters = self._counters
-        counters.received += 1
-        counters.redelivered += msg.redelivered
-        try:
-            accepted, lines, rejects, stamped = self._ingest(msg)
-        except Exception as exc:
-            # A bug of ours must not stop the collector nor lose the message: it is kept
-            # in the dead letters, to be replayed once the bug is fixed.
-            log.exception("internal error on a message from %s", msg.topic)
-            accepted, lines, stamped = [], [], 0
-            rejects = [Reject(msg.topic, msg.payload, "internal_error",
-                              f"{type(exc).__name__}: {exc}", msg.received_ms)]
-        counters.accepted += len(lines)
-        for reject in rejects:
-            counters.reject(reject.reason)
-        alerts: list[Alert] = []
-        if self._fresh is not None and accepted:
-            accepted = self._fresh(accepted)
-        if self._detect is not None and accepted:
-            alerts = self._detect.observe_many(accepted)
-            counters.alerts += len(alerts)
-            lines.extend([encode(alert.point()) for alert in alerts])
-        return Processed(tuple(lines), tuple(rejects), tuple(alerts), stamped)
+        return self.process_many([msg])[0]
 
-    def _ingest(self, msg: Inbound) -> tuple[list[Decoded], list[bytes], list[Reject], int]:
+    def process_many(self, msgs: list[Inbound]) -> list[Processed]:
+        """Everything each message produces, in order, as :meth:`process` one by one would.
+
+        Each stage runs over all the messages before the next starts (decode and stamp, then
+        enrich and encode, then detect): a stage's code and data stay in the CPU's caches,
+        which costs about a third less CPU per reading than taking each message through
+        every stage in turn (measured, README "Performance"). Detection still sees the
+        messages in order, after ingest has decided what is written.
+        """
+        counters = self._counters
+        n = len(msgs)
+        decoded: list[list[Decoded]] = [[] for _ in range(n)]
+        rejects: list[list[Reject]] = [[] for _ in range(n)]
+        stamped = [0] * n
+        failed: list[Exception | None] = [None] * n
+        for i, msg in enumerate(msgs):
+            counters.received += 1
+            counters.redelivered += msg.redelivered
+            try:
+                decoded[i], rejects[i], stamped[i] = self._decode(msg)
+            except Exception as exc:
+                failed[i] = exc
+        accepted: list[list[Decoded]] = [[] for _ in range(n)]
+        lines: list[list[bytes]] = [[] for _ in range(n)]
+        for i, msg in enumerate(msgs):
+            if failed[i] is None:
+                try:
+                    accepted[i], lines[i] = self._enrich(msg, decoded[i], rejects[i])
+                except Exception as exc:
+                    failed[i] = exc
+        for i, error in enumerate(failed):
+            if error is not None:
+                # A bug of ours must not stop the collector nor lose the message: it is kept
+                # in the dead letters, to be replayed once the bug is fixed.
+                msg = msgs[i]
+                log.error("internal error on a message from %s", msg.topic, exc_info=error)
+                accepted[i], lines[i], stamped[i] = [], [], 0
+                rejects[i] = [Reject(msg.topic, msg.payload, "internal_error",
+                                     f"{type(error).__name__}: {error}", msg.received_ms)]
+        out = []
+        for i in range(n):
+            counters.accepted += len(lines[i])
+            for reject in rejects[i]:
+                counters.reject(reject.reason)
+            alerts: list[Alert] = []
+            items = accepted[i]
+            if self._fresh is not None and items:
+                items = self._fresh(items)
+            if self._detect is not None and items:
+                alerts = self._detect.observe_many(items)
+                counters.alerts += len(alerts)
+                lines[i].extend([encode(alert.point()) for alert in alerts])
+            out.append(Processed(tuple(lines[i]), tuple(rejects[i]), tuple(alerts),
+                                 stamped[i]))
+        return out
+
+    def _decode(self, msg: Inbound) -> tuple[list[Decoded], list[Reject], int]:
         decoded, rejects = self._decoder.decode(msg)
+        stamped = 0
+        if self._stamper is not None:
+            for k, item in enumerate(decoded):
+                if item.unstamped and self._enricher.knows(item.where.device):
+                    stamp = self._stamper(msg, item.where.device)
+                    decoded[k] = replace(item, ts_ms=stamp.ts_ms, moved=stamp.moved)
+                    stamped += 1
+        return decoded, rejects, stamped
+
+    def _enrich(self, msg: Inbound, decoded: list[Decoded], rejects: list[Reject]
+                ) -> tuple[list[Decoded], list[bytes]]:
         accepted: list[Decoded] = []
         lines: list[bytes] = []
-        stamped = 0
         for item in decoded:
-            if item.unstamped and self._stamper is not None and \
-                    self._enricher.knows(item.where.device):
-                stamp = self._stamper(msg, item.where.device)
-                item = replace(item, ts_ms=stamp.ts_ms, moved=stamp.moved)
-                stamped += 1
             out = self._enricher.enrich(item, msg.topic, msg.received_ms)
             if isinstance(out, Reject):
                 rejects.append(out)
             else:
                 lines.append(encode(out))
                 accepted.append(item)
-        return accepted, lines, rejects, stamped
+        return accepted, lines

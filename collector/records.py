@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,16 +49,22 @@ class Reject:
     received_ms: int
 
 
+#: Takes messages with their claims, in order.
+BatchHandler = Callable[[Sequence[tuple[Inbound, Claim]]], Awaitable[None]]
+
+
 class Source(Protocol):
     """Where messages come from (``source.kind``): the MQTT source or the cluster's AMQP one.
 
-    ``run`` hands every message to ``handle`` with its claim, until ``stop_taking`` then
-    ``close``; ``publish`` sends an alert back to operators' MQTT clients."""
+    ``run`` hands every message to ``handle`` with its claim, in order, in batches of what
+    has arrived (a batch is processed stage by stage: ``Pipeline.process_many``), until
+    ``stop_taking`` then ``close``; ``publish`` sends an alert back to operators' MQTT
+    clients."""
 
     @property
     def unacknowledged(self) -> int: ...
 
-    async def run(self, handle: Callable[[Inbound, Claim], Awaitable[None]]) -> None: ...
+    async def run(self, handle: BatchHandler) -> None: ...
 
     def publish(self, topic: str, payload: bytes) -> None: ...
 

@@ -37,7 +37,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from collector import mqttwire as wire
@@ -306,7 +306,24 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
 
-Handler = Callable[[Inbound, Ticket], Awaitable[None]]
+#: Takes the messages of a batch with their tickets, in order.
+Handler = Callable[[Sequence[tuple[Inbound, Ticket]]], Awaitable[None]]
+
+#: What is handed over at once: what arrived, up to this many messages or this many payload
+#: bytes (at least one message). Measured: single readings cost the least in batches of about
+#: 64 messages, arrays of 50 readings in batches of one to four (a batch's data must stay in
+#: the CPU's caches from one stage to the next).
+TAKE = 64
+TAKE_BYTES = 16_384
+
+def _take_some(inbox: deque[tuple[Inbound, Ticket]]) -> list[tuple[Inbound, Ticket]]:
+    batch = [inbox.popleft()]
+    size = len(batch[0][0].payload)
+    while inbox and len(batch) < TAKE and size < TAKE_BYTES:
+        batch.append(inbox.popleft())
+        size += len(batch[-1][0].payload)
+    return batch
+
 
 #: Stalls in a row with the same number of unacknowledged messages that make it the window.
 WINDOW_STALLS = 5
@@ -500,8 +517,7 @@ class MqttSource:
             await conn.wait_for_messages()
             while inbox and self._taking:
                 # Left in the inbox once not taking: unacknowledged, delivered again later.
-                inbound, ticket = inbox.popleft()
-                await handle(inbound, ticket)
+                await handle(_take_some(inbox))
             conn.resume_if_drained()
         await self._closed.wait()
 

@@ -28,7 +28,7 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -59,7 +59,9 @@ def own_share(instance: str, peers: list[str], partitions: int) -> set[int]:
     return {n for n in range(partitions) if n % 2 == parity}
 
 
-Handler = Callable[[Inbound, AmqpTicket], Awaitable[None]]
+#: Takes messages with their tickets: here one at a time (a message's replicated stamps
+#: are taken and confirmed per message before its lines are written, ``app.handle_many``).
+Handler = Callable[[Sequence[tuple[Inbound, AmqpTicket]]], Awaitable[None]]
 Delivery = tuple[int, DeliveredMessage, AmqpTicket]
 
 
@@ -322,8 +324,8 @@ class AmqpSource:
                       ticket: AmqpTicket) -> None:
         delivery = message.delivery
         assert isinstance(delivery, Basic.Deliver)
-        await handle(Inbound((delivery.routing_key or "").replace(".", "/"), message.body,
-                             int(time.time() * 1000), bool(delivery.redelivered)), ticket)
+        await handle([(Inbound((delivery.routing_key or "").replace(".", "/"), message.body,
+                               int(time.time() * 1000), bool(delivery.redelivered)), ticket)])
 
     def _activate(self, n: int) -> None:
         self.active.add(n)

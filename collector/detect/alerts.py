@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Container
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -82,16 +83,37 @@ class Alert:
         return json.dumps(asdict(self), ensure_ascii=False).encode()
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class AlertBook:
     """The open alerts, by (device, rule)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self._path = path
         self._open: dict[tuple[str, str], Alert] = {}
+        # The same, as each device's set of open rules: what the rules ask of every reading
+        # ("is my alert open?") is then one set lookup.
+        self._rules: dict[str, set[str]] = {}
         self._changed = False
 
     def is_open(self, device: str, rule: str) -> bool:
         return (device, rule) in self._open
+
+    def rules_open(self, device: str) -> Container[str]:
+        """The rules whose alert is open for ``device`` (live: it follows the book)."""
+        return self._rules.get(device, _NONE)
+
+    def _opened(self, alert: Alert) -> None:
+        self._open[(alert.device, alert.rule)] = alert
+        self._rules.setdefault(alert.device, set()).add(alert.rule)
+
+    def _closed(self, device: str, rule: str) -> None:
+        del self._open[(device, rule)]
+        rules = self._rules[device]
+        rules.discard(rule)
+        if not rules:
+            del self._rules[device]
 
     @property
     def open(self) -> list[Alert]:
@@ -109,9 +131,9 @@ class AlertBook:
                       verdict.message if verdict.active or verdict.message
                       else f"{verdict.rule.replace('_', ' ')}: back to normal", ts_ms)
         if verdict.active:
-            self._open[key] = alert
+            self._opened(alert)
         else:
-            del self._open[key]
+            self._closed(*key)
         self._changed = True
         return alert
 
@@ -139,16 +161,16 @@ class AlertBook:
             set_aside(self._path, "not a list of alerts")
             return
         for alert in alerts:
-            self._open[(alert.device, alert.rule)] = alert
+            self._opened(alert)
 
     def reopen(self, alert: Alert) -> None:
         """An alert raised elsewhere (by the collector this one took over from) is open."""
-        self._open[(alert.device, alert.rule)] = alert
+        self._opened(alert)
 
     def close_all(self, devices: set[str]) -> None:
         """Forget the open alerts of ``devices`` (another collector holds them now)."""
         for key in [key for key in self._open if key[0] in devices]:
-            del self._open[key]
+            self._closed(*key)
 
     def changed(self) -> None:
         """Save at the next :meth:`save` even if nothing changed (the last save failed)."""

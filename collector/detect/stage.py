@@ -127,7 +127,7 @@ class DetectStage:
                       "code": getattr(body, "code", None)}
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail,
                     self._state.setdefault(device.id, {}),
-                    lambda rule: self.book.is_open(device.id, rule), self._settings,
+                    self.book.rules_open(device.id).__contains__, self._settings,
                     self._attrs.get(device.id, device.attrs), item.moved)
         verdicts: list[Verdict] = []
         for rule in RULES[device.kind]:
@@ -135,7 +135,7 @@ class DetectStage:
                 verdicts.extend(rule(seen))
             except Exception:
                 self._failed(rule.__name__, device.id)
-        if fields and self._settings.statistical:
+        if fields and self._settings.statistical and device.kind in WATCHED:
             try:
                 verdicts.extend(self._statistics(device, fields, seen))
             except Exception:
@@ -207,12 +207,13 @@ class DetectStage:
             self._seen[device.id] = (item.ts_ms, 0.0)
         # Almost always nothing to do: no Verdict is built unless an alert may change.
         verdicts = []
-        if self.book.is_open(device.id, "device_silent"):
+        opened = self.book.rules_open(device.id)
+        if "device_silent" in opened:
             verdicts.append(Verdict("device_silent", False, "warning"))
         if item.online is not None:
             verdicts.append(Verdict("device_offline", not item.online, "warning", 0.0,
                                     "device says it is offline (or its last will)"))
-        elif self.book.is_open(device.id, "device_offline"):
+        elif "device_offline" in opened:
             verdicts.append(Verdict("device_offline", False, "warning"))
         return self.book.observe_all(self._subject(device), verdicts, item.ts_ms) \
             if verdicts else []

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -259,11 +259,12 @@ async def consume(source: MqttSource, until: Callable[[], bool], timeout: float,
     got: list[Inbound] = []
     held: list[Ticket] = []
 
-    async def handle(msg: Inbound, ticket: Ticket) -> None:
-        got.append(msg)
-        ticket.hold()
-        held.append(ticket)
-        ticket.release()
+    async def handle(batch: Sequence[tuple[Inbound, Ticket]]) -> None:
+        for msg, ticket in batch:
+            got.append(msg)
+            ticket.hold()
+            held.append(ticket)
+            ticket.release()
 
     async def written(now: bool) -> float:
         await asyncio.sleep(0.002)           # the write to InfluxDB
