@@ -122,7 +122,9 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[s
     discard = DiscardInflux()
     try:
         for shape, per_message in SHAPES:
-            base = int(time.time() * 1000) - 7 * 86_400_000 + per_message * 100 * count
+            # Each drain of a shape has its own range of ts (base + k * count, k = 0..3), the
+            # second shape's after the first's: no point overwrites another.
+            base = int(time.time() * 1000) - 7 * 86_400_000 + (per_message > 1) * 4 * count
 
             def load(offset: int, per: int = per_message, first: int = base) -> Any:
                 return partial(queue, mq.port, influx_ceiling.messages_of(
