@@ -125,8 +125,10 @@ class DetectStage:
             fields, event = {}, body.type
             detail = {"result": getattr(body, "result", None),
                       "code": getattr(body, "code", None)}
-        seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail,
-                    self._state.setdefault(device.id, {}),
+        state = self._state.get(device.id)
+        if state is None:   # not setdefault: that builds an empty dict for every reading
+            state = self._state[device.id] = {}
+        seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail, state,
                     self.book.rules_open(device.id).__contains__, self._settings,
                     self._attrs.get(device.id, device.attrs), item.moved)
         verdicts: list[Verdict] = []
