@@ -1,7 +1,10 @@
 """Decode: bytes -> validated pydantic objects, one per reading or event, or a Reject each.
 
 Pure and synchronous. A payload is one JSON object or an array of objects; in an array the
-good objects go on and each bad one is refused with its own reason.
+good objects go on and each bad one is refused with its own reason. An array of readings is
+validated as one list first (one pydantic call instead of one per object, several times
+faster); only when something in it is bad is it taken object by object, so each bad object
+gets its own reason and the good ones still go on.
 """
 
 from __future__ import annotations
@@ -10,16 +13,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from collector.errors import Rejected
 from collector.records import Inbound, Reject
 from collector.settings import ValidationSettings
 from devices import topics
-from devices.payloads import EVENT_MODELS, TELEMETRY_MODELS, Envelope
+from devices.payloads import EVENT_MODELS, TELEMETRY_MODELS, Envelope, Telemetry
 from devices.topics import DeviceTopic
 
 STATUS_VALUES = {"online": True, "offline": False}
+
+
+
+def _list_of(model: type[Telemetry]) -> TypeAdapter[list[Telemetry]]:
+    # The models themselves validate each item: the same checks, one call for the array.
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+#: Each kind's readings as one list, for arrays.
+LIST_ADAPTERS = {kind: _list_of(model) for kind, model in TELEMETRY_MODELS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +80,11 @@ class Decoder:
             return [], [Reject(msg.topic, payload, exc.reason, exc.detail, msg.received_ms)]
         accepted: list[Decoded] = []
         rejects: list[Reject] = []
-        for obj in objects:
+        bodies = self._as_list(where, objects) if in_array else None
+        for k, obj in enumerate(objects):
             try:
-                accepted.append(self._one(where, obj, msg.received_ms, in_array))
+                accepted.append(self._one(where, obj, msg.received_ms, in_array,
+                                          bodies[k] if bodies is not None else None))
             except Rejected as exc:
                 raw = msg.payload if len(objects) == 1 else orjson.dumps(obj)
                 rejects.append(Reject(msg.topic, raw, exc.reason, exc.detail, msg.received_ms))
@@ -101,12 +116,26 @@ class Decoder:
             return where, value, True
         raise Rejected("bad_json", "payload must be a JSON object or a non-empty array of objects")
 
-    def _one(self, where: DeviceTopic, obj: Any, received_ms: int, in_array: bool) -> Decoded:
+    @staticmethod
+    def _as_list(where: DeviceTopic, objects: list[Any]) -> list[Any] | None:
+        """An array of readings validated in one call, or None when any item is bad (then
+        each is validated alone, for its own reason)."""
+        adapter = LIST_ADAPTERS.get(where.kind) if where.channel == "telemetry" else None
+        if adapter is None:
+            return None
+        try:
+            return adapter.validate_python(objects)
+        except ValidationError:
+            return None
+
+    def _one(self, where: DeviceTopic, obj: Any, received_ms: int, in_array: bool,
+             body: Envelope | None = None) -> Decoded:
         if where.channel == "status":
             return Decoded(where, None, received_ms, STATUS_VALUES[obj], obj, unstamped=True)
-        if not isinstance(obj, dict):
-            raise Rejected("bad_json", f"array item is {type(obj).__name__}, not an object")
-        body = self._validate(where, obj)
+        if body is None:
+            if not isinstance(obj, dict):
+                raise Rejected("bad_json", f"array item is {type(obj).__name__}, not an object")
+            body = self._validate(where, obj)
         if body.device is not None and body.device != where.device:
             raise Rejected("device_mismatch",
                            f"payload device {body.device!r} is not the topic's {where.device!r}")

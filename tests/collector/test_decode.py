@@ -152,3 +152,18 @@ def test_topics_parsed_once_are_remembered_within_a_bound(monkeypatch: pytest.Mo
     assert [r.reason for r in decoder.decode(Inbound("sc/c1/toaster/t-1/telemetry",
                                                      b"{}", NOW))[1]] == ["bad_topic"]
     assert "sc/c1/toaster/t-1/telemetry" not in decoder._topics
+
+
+def test_an_array_validated_as_one_list_gives_what_its_objects_give_alone() -> None:
+    objects = [{"ts": NOW - 60_000 * k, "on": k % 2 == 0, "dim_pct": 10.0 * k,
+                "power_w": 5 + k, "lux": float(k)} for k in range(1, 6)]
+    decoder = Decoder(ValidationSettings(), "sc")
+    together, none = decoder.decode(Inbound(LAMP, orjson.dumps(objects), NOW))
+    alone = [decoder.decode(Inbound(LAMP, orjson.dumps(o), NOW))[0][0] for o in objects]
+    assert none == [] and [d.body for d in together] == [d.body for d in alone]
+    assert [d.ts_ms for d in together] == [d.ts_ms for d in alone]
+    # One bad object: the array is taken object by object, the bad one refused alone.
+    objects[2]["dim_pct"] = 140
+    together, rejects = decoder.decode(Inbound(LAMP, orjson.dumps(objects), NOW))
+    assert len(together) == 4 and [r.reason for r in rejects] == ["invalid"]
+    assert "dim_pct" in rejects[0].detail and orjson.loads(rejects[0].payload) == objects[2]
