@@ -7,7 +7,9 @@
 2. live load at half the collector's own end-to-end drain rate and at half InfluxDB's
    ceiling, single lit-streetlight readings at QoS 1: the rate that lands (and its ratio to
    InfluxDB's ceiling), publish-to-queryable latency p50 / p99, collector CPU µs per
-   reading (``bench/live.py``).
+   reading (``bench/live.py``);
+3. live load of the simulator's mixed fleet (20 communities, every kind, 1,500 messages/s for
+   30 s, as ``sct demo`` sends them): collector CPU µs per message (``bench/fleet.py``).
 
 Prints tables (rates, ratios to the ceiling, CPU per process in cores, the collector's
 peak RSS) and writes every figure to a JSON file. The machine is shared: read the ratios.
@@ -28,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import drain, live
+from bench import drain, fleet, live
 from bench.readings import lamps
 from bench.stack import Collector, collector_env, running_servers
 
@@ -81,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         lives = live_runs(work, mq, influx, registry,
                           [("half the collector's drain rate", own / 2),
                            ("half InfluxDB's ceiling", ceiling / 2)], args.live_seconds)
+        mixed = fleet.run(work, mq, influx, 20, 1500.0, 30.0)
     drain.print_table(drains)
     print_live(lives, ceiling)
-    args.out.write_text(json.dumps({"drain": drains, "live": lives}, indent=2))
+    fleet.print_result(mixed)
+    args.out.write_text(json.dumps({"drain": drains, "live": lives, "fleet": mixed}, indent=2))
     print(f"figures in {args.out}")
     return 0
 

@@ -133,8 +133,8 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[s
             top = ceiling(mq.port, mq.process.pid, load(0))
             raw = profile / f"drain-{per_message}.txt" if profile else None
             # (a) the collector alone, into the discarding endpoint.
-            env = {**collector_env(work, mq, influx, f"alone-{per_message}"),
-                   "SCT_INFLUX__URL": discard.url}
+            env = collector_env(work, mq, influx, f"alone-{per_message}",
+                                SCT_INFLUX__URL=discard.url)
             before = discard.lines(KIND)
             alone = collector_drain(Collector(env, work, raw), count,
                                     lambda b=before: discard.lines(KIND) - b, load(1), pids)

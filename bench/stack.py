@@ -195,12 +195,12 @@ def collector_env(work: Path, mq: servers.Server, influx: servers.Server, name: 
                   **extra: str) -> dict[str, str]:
     """The environment of a collector with its own client id, database and storage
     (imported from ``$BENCH_COLLECTOR_PATH`` when set: another version, for comparison)."""
-    return dict(os.environ, SCT_MQTT__URL=f"mqtt://127.0.0.1:{mq.port}",
-                SCT_MQTT__CLIENT_ID=f"bench-{name}",
-                SCT_INFLUX__URL=f"http://127.0.0.1:{influx.port}",
-                SCT_INFLUX__DATABASE=name.replace("-", "_"),
-                SCT_REGISTRY__PATH=str(work / "registry.yaml"),
-                SCT_STORAGE__DIR=str(work / f"var-{name}"), **extra)
+    return {**os.environ, "SCT_MQTT__URL": f"mqtt://127.0.0.1:{mq.port}",
+            "SCT_MQTT__CLIENT_ID": f"bench-{name}",
+            "SCT_INFLUX__URL": f"http://127.0.0.1:{influx.port}",
+            "SCT_INFLUX__DATABASE": name.replace("-", "_"),
+            "SCT_REGISTRY__PATH": str(work / "registry.yaml"),
+            "SCT_STORAGE__DIR": str(work / f"var-{name}"), **extra}
 
 
 def wait_count(influx_url: str, database: str, query: str, count: int) -> tuple[float, int]:
