@@ -5,7 +5,8 @@ while the collector runs; the collector's CPU per message, and that everything l
     python -m bench.fleet [--communities 20] [--rate 1500] [--seconds 30]
 
 Part of ``python -m bench``. CPU per message is the collector's CPU time from the start of
-the load until InfluxDB holds every reading and event, over the messages published.
+the load until InfluxDB holds every reading and event, over the messages it took (readings,
+events and the devices' status messages).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ def _landed(influx_url: str, database: str, since_ms: int) -> int:
 
 
 def run(work: Path, mq: servers.Server, influx: servers.Server, communities: int,
-        rate: float, seconds: float, profile: Path | None = None) -> dict[str, Any]:
+        rate: float, seconds: float, profile: Path | None = None,
+        **settings: str) -> dict[str, Any]:
     registry = work / "fleet.yaml"
     registry.write_text(to_yaml(generate(communities, seed=5)))
-    env = collector_env(work, mq, influx, "fleet", SCT_REGISTRY__PATH=str(registry))
+    env = collector_env(work, mq, influx, "fleet", SCT_REGISTRY__PATH=str(registry),
+                        **settings)
     influx_url = f"http://127.0.0.1:{influx.port}"
     collector = Collector(env, work, profile)
     collector.start()
@@ -79,17 +82,22 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, communities: int
         shares = watch.stop()
     finally:
         usage = collector.stop()
+    # Messages the collector took: the readings and events, and each device's status
+    # messages (online when it connects, offline when it leaves), from its closing line.
+    received = int(collector.log.read_text().rsplit("stopped: received=", 1)[1].split()[0])
     return {"bench": "fleet", "communities": communities, "offered_per_s": rate,
             "seconds": round(wall, 1), "published": published, "landed": landed,
-            "cpu": shares, "cpu_us_per_message": round(cpu_s / max(published, 1) * 1e6, 1),
+            "received": received, "cpu": shares,
+            "cpu_us_per_message": round(cpu_s / max(received, 1) * 1e6, 1),
             "peak_rss_mb": round(usage.peak_rss_mb)}
 
 
 def print_result(r: dict[str, Any]) -> None:
     cpu = " ".join(f"{k}={v:.2f}" for k, v in r["cpu"].items())
     print(f"\nlive mixed fleet ({r['communities']} communities, {r['offered_per_s']:,.0f}/s "
-          f"offered): {r['published']:,} messages published, {r['landed']:,} landed; "
-          f"collector {r['cpu_us_per_message']:.1f} µs CPU a message; peak RSS "
+          f"offered): {r['published']:,} readings and events published, {r['landed']:,} "
+          f"landed; {r['received']:,} messages with the status ones; collector "
+          f"{r['cpu_us_per_message']:.1f} µs CPU a message; peak RSS "
           f"{r['peak_rss_mb']} MB; CPU (cores) {cpu}")
 
 
