@@ -182,13 +182,28 @@ def start_influxd(workdir: Path, timeout: float = 30.0, port: int | None = None)
         '[logging]\n  level = "warn"\n'
     )
     server = _spawn("influxd", [binary, "-config", str(conf)], port, workdir)
-    _wait(server, lambda: _influx_ping(port), timeout)
+    _wait(server, lambda: _influx_ping(port) and _influx_takes_writes(port), timeout)
     return server
 
 
 def _influx_ping(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=0.5) as resp:
+            return bool(resp.status == 204)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _influx_takes_writes(port: int) -> bool:
+    """A database created and a point written: answering /ping is not yet taking writes (a
+    CI run saw the first write after a fresh start refused with 404, database not found)."""
+    base = f"http://127.0.0.1:{port}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(
+            f"{base}/query", data=b"q=CREATE+DATABASE+_ready", method="POST"), timeout=2).close()
+        with urllib.request.urlopen(urllib.request.Request(
+                f"{base}/write?db=_ready", data=b"ready v=1", method="POST"),
+                timeout=2) as resp:
             return bool(resp.status == 204)
     except (urllib.error.URLError, OSError):
         return False
