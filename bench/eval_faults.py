@@ -60,10 +60,11 @@ class TypeScore:
 
 
 def simulate(registry: Registry, days: float, period_min: float, seed: int,
-             per_type: int, settings: DetectSettings | None = None
-             ) -> tuple[list[Injected], list[Alert]]:
+             per_type: int, settings: DetectSettings | None = None,
+             end: float | None = None) -> tuple[list[Injected], list[Alert]]:
+    """Simulated days ending at ``end`` (epoch s; default an hour ago)."""
     rng = random.Random(seed)
-    end = time.time() - 3600
+    end = time.time() - 3600 if end is None else end
     start = end - days * 86_400
     devices = sorted(registry.devices.values(), key=lambda d: d.id)
     injected = plan(devices, list(TYPES.values()), start + 86_400, end, rng, per_type)

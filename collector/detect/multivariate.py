@@ -47,6 +47,11 @@ TAIL_QUANTILE = 0.98
 #: A fast device is scored on the mean of about this many seconds of its readings.
 SMOOTH_S = 30.0
 
+#: What the mean and covariance remember: about this many days of the device's readings
+#: (forgetting 1 / (MEMORY_DAYS x readings per day)), forgetting at most MAX_FORGET a reading.
+MEMORY_DAYS = 4
+MAX_FORGET = 0.001
+
 #: Readings learnt before a device's first score (its statistical alerts muted meanwhile):
 #: a day of readings, within these bounds.
 WARMUP = 300
@@ -64,13 +69,16 @@ def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
     offline: the same smoothing, warm-up and budget from the device's reading rate.
 
     The warm-up covers a day of readings (at least ``WARMUP``, at most ``MAX_WARMUP``): water
-    follows a daily cycle, and a model of the morning finds the evening unusual. ``warmup``
-    overrides it where a benchmark defines its own training part."""
+    follows a daily cycle, and a model of the morning finds the evening unusual. For the same
+    reason the mean and covariance then remember about ``MEMORY_DAYS`` days of readings (a
+    memory shorter than a day has forgotten the morning peak by the next morning). ``warmup``
+    overrides the warm-up where a benchmark defines its own training part."""
     smooth = max(1, round(readings_per_day * SMOOTH_S / 86_400))
     if warmup is None:
         warmup = int(min(max(readings_per_day, WARMUP), MAX_WARMUP))
+    forget = min(MAX_FORGET, 1 / (MEMORY_DAYS * readings_per_day))
     return T2(dims, budget(alerts_per_day, readings_per_day / smooth), warmup=warmup,
-              smooth=smooth)
+              smooth=smooth, forget=forget)
 
 
 @functools.cache

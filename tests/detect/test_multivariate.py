@@ -210,6 +210,9 @@ def test_the_live_warm_up_is_a_day_of_readings_within_bounds() -> None:
     assert for_device(3, 1440, 0.01)._warmup == MAX_WARMUP == 1440      # a reading a minute
     assert for_device(3, 96, 0.01)._warmup == 300                       # every 15 minutes
     assert for_device(3, 1440, 0.01, warmup=400)._warmup == 400         # a benchmark's own
+    # Memory: about four days of readings, never forgetting faster than 0.001 a reading.
+    assert for_device(3, 1440, 0.01)._forget == 1 / (4 * 1440)
+    assert for_device(3, 24, 0.01)._forget == 0.001
 
 
 def test_a_fast_device_is_judged_on_half_a_minute_of_its_readings() -> None:
