@@ -42,9 +42,9 @@ from bench.stack import (
     CpuWatch,
     Publisher,
     collector_env,
+    count_now,
     running_servers,
     top_of_profile,
-    wait_count,
 )
 from simulators import servers
 
@@ -144,8 +144,8 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[s
             first = base + 2 * count
             query = f"SELECT count(power_w) FROM {KIND} WHERE time >= {first}ms"
             full = collector_drain(Collector(env, work), count,
-                                   lambda q=query, d=database: wait_count(
-                                       influx_url, d, q, 0)[1], load(2), pids)
+                                   partial(count_now, influx_url, database, query), load(2),
+                                   pids)
             # InfluxDB's own ceiling for the same points.
             lines = influx_ceiling.encoded(registry, influx_ceiling.messages_of(
                 readings(count, base + 3 * count), devices, per_message))

@@ -203,16 +203,21 @@ def collector_env(work: Path, mq: servers.Server, influx: servers.Server, name: 
             "SCT_STORAGE__DIR": str(work / f"var-{name}"), **extra}
 
 
+def count_now(influx_url: str, database: str, query: str) -> int:
+    """What a ``count`` query says now (0 before the database exists)."""
+    try:
+        series = servers.influx_query(influx_url, database, query)
+    except servers.ServerError:   # no database before the collector's first write
+        return 0
+    return int(series[0]["values"][0][1]) if series else 0
+
+
 def wait_count(influx_url: str, database: str, query: str, count: int) -> tuple[float, int]:
     """Poll a ``count`` query until it reaches ``count``: (monotonic time, last count)."""
     deadline = time.monotonic() + TIMEOUT_S
     landed = 0
     while time.monotonic() < deadline:
-        try:
-            series = servers.influx_query(influx_url, database, query)
-        except servers.ServerError:   # no database before the collector's first write
-            series = []
-        landed = int(series[0]["values"][0][1]) if series else 0
+        landed = count_now(influx_url, database, query)
         if landed >= count:
             break
         time.sleep(0.05)

@@ -61,6 +61,15 @@ def readings_per_day(stamps: list[str]) -> float:
     return 86_400 / gaps[len(gaps) // 2] if gaps else 1_440.0
 
 
+def cell(row: dict[str, str], column: str) -> float | None:
+    """A row's cell as a number, or None when it is missing, unparsable or NaN."""
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
+
+
 def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
         detector: str, alerts_per_day: float = ALERTS_PER_DAY, warmup: int | None = None
         ) -> Iterator[tuple[str, float, int]]:
@@ -77,13 +86,9 @@ def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[st
         hour = hour_of(stamp)
         score = 0.0
         for column, det in detectors.items():
-            try:
-                value = float(row[column])
-            except (TypeError, ValueError):
-                continue
-            if value != value:  # NaN
-                continue
-            score = max(score, det.update(value, hour))
+            value = cell(row, column)
+            if value is not None:
+                score = max(score, det.update(value, hour))
         yield stamp, score, int(score >= 1.0)
 
 
@@ -94,11 +99,8 @@ def vectors(rows: Iterator[dict[str, str]], columns: list[str]
     last = np.full(len(columns), np.nan)
     for row in rows:
         for i, column in enumerate(columns):
-            try:
-                value = float(row[column])
-            except (TypeError, ValueError):
-                continue
-            if value == value:
+            value = cell(row, column)
+            if value is not None:
                 last[i] = value
         yield row, None if np.isnan(last).any() else last.copy()
 

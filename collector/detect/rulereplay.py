@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from collector.detect import rules
+from collector.detect.replay import cell
 from collector.detect.rules import Seen
 from collector.settings import DetectSettings
 from devices.registry import from_mapping
@@ -47,14 +48,8 @@ def run(rows: Iterator[dict[str, str]], time_column: str, fields: dict[str, str]
     settings = DetectSettings()
     state: dict[str, object] = {}
     for row in rows:
-        values = {}
-        for column, field in fields.items():
-            try:
-                value = float(row[column])
-            except (TypeError, ValueError):
-                continue
-            if value == value:
-                values[field] = value
+        values = {field: value for column, field in fields.items()
+                  if (value := cell(row, column)) is not None}
         seen = Seen(device, 0, 0.0, values, None, {}, state, lambda _rule: False, settings,
                     device.attrs)
         verdicts = [v for v in check(seen) if v.rule == rule]

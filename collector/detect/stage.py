@@ -171,9 +171,7 @@ class DetectStage:
                       seen: Seen) -> list[Verdict]:
         """One T² detector over all of the device's watched fields (the last value of a
         field the reading does not carry); it starts once every field has been seen."""
-        names = WATCHED.get(device.kind, ())
-        if not names:
-            return []
+        names = WATCHED[device.kind]     # the caller looks at watched kinds only
         last = self._vectors.setdefault(device.id, [math.nan] * len(names))
         for i, name in enumerate(names):
             value = fields.get(name)
