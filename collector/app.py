@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
-from collector import kpi
+from collector import goal, kpi
 from collector.deadletter import INFLUX_TOPIC, DeadLetterStore, to_json
 from collector.decode import Decoder
 from collector.detect.alerts import Alert, AlertBook
@@ -310,7 +310,11 @@ class Collector:
             log.info("KPI: %d communities computed (those of the partitions active here)",
                      len(kpis))
         interval_ms = int(self.settings.kpi.interval_s * 1000)
-        return kpi.points(kpis, int(time.time() * 1000) // interval_ms * interval_ms)
+        now_ms = int(time.time() * 1000) // interval_ms * interval_ms
+        cities = goal.rollup(reg, kpis, await goal.latest(writer.query, self.settings.kpi),
+                             self.settings.kpi)
+        return [*kpi.points(kpis, now_ms),
+                *goal.points(cities, self.settings.kpi.target_year, now_ms)]
 
     async def _kpi_schedule(self, batcher: Batcher,
                             job: Callable[[], Awaitable[list[Point]]]) -> None:

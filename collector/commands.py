@@ -155,7 +155,7 @@ def _cluster_deadletters(settings: config.Settings, args: argparse.Namespace,
 def _kpi(args: argparse.Namespace) -> int:
     import time
 
-    from collector import kpi
+    from collector import goal, kpi, kpitext
     from collector.errors import WriteError
     from collector.sink.influx import InfluxWriter
     from collector.sink.lineprotocol import encode_many
@@ -164,30 +164,27 @@ def _kpi(args: argparse.Namespace) -> int:
     settings = config.load(args.config)
     reg = registry.load(settings.registry.path)
 
-    async def run() -> list[kpi.CommunityKpi]:
+    async def run() -> tuple[list[kpi.CommunityKpi], list[goal.CityGoal]]:
         async with InfluxWriter(settings.influx) as writer:
-            kpis = await kpi.compute(reg, writer.query, settings.kpi)
-            await writer.write(encode_many(kpi.points(kpis, int(time.time() * 1000))))
-            return kpis
+            now_ms = int(time.time() * 1000)
+            kpis = await kpi.compute(reg, writer.query, settings.kpi, now_ms)
+            cities = goal.rollup(reg, kpis, await goal.latest(writer.query, settings.kpi),
+                                 settings.kpi)
+            await writer.write(encode_many([
+                *kpi.points(kpis, now_ms),
+                *goal.points(cities, settings.kpi.target_year, now_ms)]))
+            return kpis, cities
 
     try:
-        kpis = asyncio.run(run())
+        kpis, goals = asyncio.run(run())
     except WriteError as exc:
         print(f"sct: {exc}", file=sys.stderr)
         return 1
-    names = list(kpi.INDICATORS)
-    print("community".ljust(20) + " ".join(n[:12].rjust(12) for n in names) + "  meets")
-    for k in kpis:
-        cells = " ".join(f"{k.values[n]:>11.2f}{'' if k.passed[n] else '!'}".rjust(12)
-                         for n in names)
-        print(f"{k.community:<20}{cells}  {'yes' if k.meets else 'no'}")
-    target = settings.kpi.city_targets.get(settings.kpi.target_year, 0.0)
-    print(f"\ncity shares meeting every indicator (target {target:.0%} by "
-          f"{settings.kpi.target_year}; ! = below its threshold):")
-    for city, (meeting, total) in kpi.city_shares(kpis).items():
-        share = meeting / total
-        print(f"  {city:<14} {meeting}/{total} = {share:.0%}  "
-              f"{'on track' if share >= target else 'behind'}")
+    for line in kpitext.communities(kpis, settings.ui.language):
+        print(line)
+    print()
+    for line in kpitext.cities(goals, settings.kpi.target_year, settings.ui.language):
+        print(line)
     return 0
 
 

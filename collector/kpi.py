@@ -10,9 +10,10 @@ city's share.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from collector.settings import KpiSettings
@@ -36,23 +37,62 @@ INDICATORS: dict[str, tuple[bool, str]] = {
 assert tuple(INDICATORS) == schema.KPI_INDICATORS, "schema.KPI_INDICATORS names these fields"
 
 
+#: What each indicator needs before it gives a verdict: ``registry`` (device counts only:
+#: always), ``history`` (its readings for ``kpi.min_history_h``), ``night`` (its readings
+#: over a whole night, 18:00 to 06:00 China time), and whose readings: a kind, ``inlet``
+#: (inlet water meters) or ``any``.
+NEEDS: dict[str, tuple[str, str]] = {
+    "lamps_per_100_households": ("registry", "streetlight"),
+    "lamp_availability": ("history", "streetlight"),
+    "energy_saving": ("night", "streetlight"),
+    "bin_overflow_rate": ("history", "waste_bin"),
+    "water_quality_compliance": ("history", "water_quality"),
+    "leak_indicator": ("night", "inlet"),
+    "security_per_100_households": ("registry", "door"),
+    "device_online_rate": ("history", "any"),
+}
+assert set(NEEDS) == set(INDICATORS)
+CST_MS = 8 * 3_600_000
+NIGHT_END_H, NIGHT_HOURS = 6, 12
+
+
 @dataclass
 class CommunityKpi:
     community: str
     city: str
     values: dict[str, float]
     passed: dict[str, bool]
+    #: indicator -> whether the data is enough for a verdict (see NEEDS).
+    enough: dict[str, bool] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def assessing(self) -> bool:
+        """Some indicator lacks the data for a verdict: neither meeting nor failing."""
+        return not all(self.enough.get(n, True) for n in self.passed)
 
     @property
     def meets(self) -> bool:
-        return all(self.passed.values())
+        return not self.assessing and all(self.passed.values())
+
+    def verdict(self, name: str) -> str:
+        """``meets``, ``fails`` or ``not_enough_data`` (keys of ``devices.labels.WORDS``)."""
+        if not self.enough.get(name, True):
+            return "not_enough_data"
+        return "meets" if self.passed[name] else "fails"
 
 
 def _by_community(series: list[dict[str, Any]]) -> dict[str, float]:
     return {s["tags"]["community"]: float(s["values"][0][1] or 0.0) for s in series}
 
 
-async def compute(registry: Registry, query: Query, settings: KpiSettings) -> list[CommunityKpi]:
+def _first_ms(series: list[dict[str, Any]]) -> dict[str, int]:
+    """community -> the time of its first reading in the window."""
+    return {s["tags"]["community"]: int(s["values"][0][0]) for s in series}
+
+
+async def compute(registry: Registry, query: Query, settings: KpiSettings,
+                  now_ms: int | None = None) -> list[CommunityKpi]:
     """The indicators of every community in the registry."""
     window = f"time > now() - {int(settings.window_days * 24)}h"
     online = f"time > now() - {int(settings.online_window_h)}h"
@@ -68,49 +108,108 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings) -> li
         "AND chlorine_mg_l >= 0.05 AND ph >= 6.5 AND ph <= 8.5 GROUP BY community",
         f"SELECT min(flow_m3h), mean(flow_m3h) FROM water_meter WHERE {window} "
         "AND role = 'inlet' GROUP BY community, time(1d)",
+        # The first reading's time of each community (no field is in every reading, so the
+        # first row of any field: LIMIT 1 is per group).
+        f"SELECT flow_m3h FROM water_meter WHERE {window} AND role = 'inlet' "
+        "GROUP BY community LIMIT 1",
+        *(f'SELECT *::field FROM "{kind}" WHERE {window} GROUP BY community LIMIT 1'
+          for kind in schema.FIELDS),
         *(f'SELECT count(*) FROM "{kind}" WHERE {online} GROUP BY community, device'
           for kind in schema.FIELDS),
     ]
     results = [(await query(q))[0] for q in statements]
-    lamps_seen = _count_devices(results[0])
-    saving = {c: 1 - v / 100 for c, v in _by_community(results[1]).items()}
-    bins, full = _by_community(results[2]), _by_community(results[3])
-    quality, good = _by_community(results[4]), _by_community(results[5])
-    leak = _leak_indicator(results[6])
+    kinds_n = len(schema.FIELDS)
+    firsts = {"inlet": _first_ms(results[7])}
+    for kind, result in zip(schema.FIELDS, results[8:8 + kinds_n], strict=True):
+        firsts[kind] = _first_ms(result)
+    firsts["any"] = {}
+    for kind in schema.FIELDS:
+        for community, first in firsts[kind].items():
+            firsts["any"][community] = min(first, firsts["any"].get(community, first))
     seen: dict[str, int] = defaultdict(int)
-    for result in results[7:]:
+    for result in results[8 + kinds_n:]:
         for community, n in _count_devices(result).items():
             seen[community] += n
+    data = _Data(lamps_seen=_count_devices(results[0]),
+                 saving={c: 1 - v / 100 for c, v in _by_community(results[1]).items()},
+                 bins=_by_community(results[2]), full=_by_community(results[3]),
+                 quality=_by_community(results[4]), good=_by_community(results[5]),
+                 leak=_leak_indicator(results[6]), seen=seen, firsts=firsts)
     # One pass over the registry, not one per community: it may hold a million devices.
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     for device in registry.devices.values():
         kinds[device.community.id][device.kind] += 1
-    return [_community(registry, cid, kinds[cid], settings, lamps_seen, saving, bins, full,
-                       quality, good, leak, seen) for cid in sorted(registry.communities)]
+        if device.attrs.get(schema.KIND_TAG["water_meter"]) == "inlet":
+            kinds[device.community.id]["inlet"] += 1
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    return [_community(registry, cid, kinds[cid], settings, data, now)
+            for cid in sorted(registry.communities)]
+
+
+@dataclass
+class _Data:
+    """What the queries answered, per community."""
+
+    lamps_seen: dict[str, int]
+    saving: dict[str, float]
+    bins: dict[str, float]
+    full: dict[str, float]
+    quality: dict[str, float]
+    good: dict[str, float]
+    leak: dict[str, float]
+    seen: dict[str, int]
+    firsts: dict[str, dict[str, int]]
 
 
 def _community(registry: Registry, cid: str, kinds: Counter[str], settings: KpiSettings,
-               lamps_seen: dict[str, int], saving: dict[str, float], bins: dict[str, float],
-               full: dict[str, float], quality: dict[str, float], good: dict[str, float],
-               leak: dict[str, float], seen: dict[str, int]) -> CommunityKpi:
+               d: _Data, now_ms: int) -> CommunityKpi:
     community = registry.communities[cid]
-    devices = sum(kinds.values())
+    devices = sum(n for kind, n in kinds.items() if kind != "inlet")
     lamps = kinds["streetlight"]
     security = sum(kinds[k] for k in ("door", "smoke", "intrusion", "camera"))
     per_100 = 100 / max(1, community.households)
     values = {
         "lamps_per_100_households": lamps * per_100,
-        "lamp_availability": lamps_seen.get(cid, 0) / max(1, lamps),
-        "energy_saving": saving.get(cid, 0.0),
-        "bin_overflow_rate": full.get(cid, 0.0) / bins[cid] if bins.get(cid) else 1.0,
-        "water_quality_compliance": good.get(cid, 0.0) / quality[cid] if quality.get(cid)
-        else 0.0,
-        "leak_indicator": leak.get(cid, 1.0),
+        "lamp_availability": d.lamps_seen.get(cid, 0) / max(1, lamps),
+        "energy_saving": d.saving.get(cid, 0.0),
+        "bin_overflow_rate": d.full.get(cid, 0.0) / d.bins[cid] if d.bins.get(cid) else 1.0,
+        "water_quality_compliance": d.good.get(cid, 0.0) / d.quality[cid]
+        if d.quality.get(cid) else 0.0,
+        "leak_indicator": d.leak.get(cid, 1.0),
         "security_per_100_households": security * per_100,
-        "device_online_rate": seen.get(cid, 0) / max(1, devices),
+        "device_online_rate": d.seen.get(cid, 0) / max(1, devices),
     }
     passed = {name: passes(settings, name, values[name]) for name in INDICATORS}
-    return CommunityKpi(cid, community.city, values, passed)
+    registered = {**kinds, "any": devices}
+    enough = {name: _enough(NEEDS[name], registered, d.firsts, cid, settings, now_ms)
+              for name in INDICATORS}
+    return CommunityKpi(cid, community.city, values, passed, enough, community.name)
+
+
+def _enough(need: tuple[str, str], registered: Mapping[str, int],
+            firsts: dict[str, dict[str, int]], cid: str, settings: KpiSettings,
+            now_ms: int) -> bool:
+    """Whether the community's data supports a verdict on an indicator needing ``need``.
+
+    No device registered to measure it: enough (it fails; no data will ever come). Devices
+    registered, their first reading too recent (or none yet): not enough."""
+    what, source = need
+    if what == "registry" or not registered.get(source):
+        return True
+    first = firsts[source].get(cid)
+    if first is None:
+        return False
+    if what == "history":
+        return now_ms - first >= settings.min_history_h * 3_600_000
+    return first <= last_night_start(now_ms)
+
+
+def last_night_start(now_ms: int) -> int:
+    """The start (18:00 China time) of the last whole night (ended 06:00) before ``now_ms``."""
+    day = 86_400_000
+    end = (now_ms + CST_MS - NIGHT_END_H * 3_600_000) // day * day \
+        + NIGHT_END_H * 3_600_000 - CST_MS
+    return end - NIGHT_HOURS * 3_600_000
 
 
 def passes(settings: KpiSettings, name: str, value: float) -> bool:
@@ -139,23 +238,19 @@ def _leak_indicator(series: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def points(kpis: list[CommunityKpi], now_ms: int) -> list[Point]:
-    """``community_kpi`` points: one per community."""
+    """``community_kpi`` points, one per community, and ``community_info`` (its name and
+    the label the dashboards' community variable shows)."""
     out = []
     for k in kpis:
+        tags = ((schema.CITY, k.city), (schema.COMMUNITY, k.community))
         fields: list[tuple[str, schema.FieldValue]] = [
             (name, float(value)) for name, value in k.values.items()]
         fields += [(f"{name}_ok", ok) for name, ok in k.passed.items()]
-        fields += [("meets_target", k.meets), (schema.KPI_MEETS, 1.0 if k.meets else 0.0)]
-        out.append(Point(schema.COMMUNITY_KPI, ((schema.CITY, k.city),
-                                                (schema.COMMUNITY, k.community)),
-                         tuple(fields), now_ms))
+        fields += [(f"{name}_enough", k.enough.get(name, True)) for name in k.passed]
+        fields += [("meets_target", k.meets), (schema.KPI_MEETS, 1.0 if k.meets else 0.0),
+                   (schema.KPI_ASSESSING, k.assessing), (schema.KPI_NAME, k.name)]
+        out.append(Point(schema.COMMUNITY_KPI, tags, tuple(fields), now_ms))
+        out.append(Point(schema.COMMUNITY_INFO,
+                         (*tags, (schema.LABEL, schema.community_label(k.name, k.community))),
+                         ((schema.KPI_NAME, k.name),), now_ms))
     return out
-
-
-def city_shares(kpis: list[CommunityKpi]) -> dict[str, tuple[int, int]]:
-    """city -> (communities meeting every indicator, communities)."""
-    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for k in kpis:
-        out[k.city][0] += k.meets
-        out[k.city][1] += 1
-    return {city: (m, n) for city, (m, n) in sorted(out.items())}

@@ -29,6 +29,7 @@ from pydantic_settings import (
 )
 
 from collector.errors import ConfigError
+from devices import labels
 from devices.schema import DEFAULT_DATABASE
 
 Positive = Annotated[float, Field(gt=0)]
@@ -287,16 +288,47 @@ class KpiSettings(Section):
     leak_indicator_max: Positive = 0.5   # inlet's daily minimum flow over its daily mean
     security_per_100_households: Annotated[float, Field(ge=0)] = 3.0
     device_online_rate: Annotated[float, Field(ge=0, le=1)] = 0.95
+    #: An indicator that needs only a stretch of readings (not a whole night) is judged once
+    #: the community's first reading of it is this old.
+    min_history_h: Positive = 1.0
+    #: The milestone in force: the year the board, ``sct kpi`` and the report judge by.
     target_year: int = 2022
-    #: The share of a city's communities meeting every indicator, by year (the provincial
-    #: three-year plan: 30 % by 2021, 60 % by 2022).
-    city_targets: dict[int, float] = Field(default_factory=lambda: {2021: 0.30, 2022: 0.60})
+    #: The share of a city's urban communities meeting every indicator, by year (the
+    #: provincial three-year plan: 30 % by 2021, 60 % by 2022).
+    city_targets: dict[int, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {2021: 0.30, 2022: 0.60})
+    #: The count of green communities each city needs, by year (2020: at least 5 in each
+    #: city with districts, at least 2 in Dingzhou and Xinji).
+    city_minimums: dict[int, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {2020: 5})
+    city_minimums_county_level: dict[int, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {2020: 2})
+    #: city id -> its number of urban communities: a share's denominator. A city left out
+    #: counts the registry's communities of that city (the registry may hold only the
+    #: communities retrofitted so far, so set it).
+    city_communities: dict[str, Annotated[int, Field(gt=0)]] = Field(default_factory=dict)
+
+    @field_validator("city_communities")
+    @classmethod
+    def _known_cities(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - {c.id for c in labels.CITIES})
+        if unknown:
+            raise ValueError(f"unknown city {', '.join(unknown)} (one of "
+                             f"{', '.join(c.id for c in labels.CITIES)})")
+        return value
 
     @property
     def target_share(self) -> float:
-        """The target of ``target_year`` (60 % when the year has none), as the dashboards
-        and the report show it."""
-        return self.city_targets.get(self.target_year, 0.6)
+        """The share target of ``target_year`` (0 when that year sets a count instead), as
+        the dashboards and the report show it."""
+        return self.city_targets.get(self.target_year, 0.0)
+
+
+class UiSettings(Section):
+    """What operators read: the dashboards, ``sct kpi``, ``sct report`` and alert messages."""
+
+    #: ``zh`` (Chinese, the default) or ``en``. Ids and tags in InfluxDB do not change.
+    language: labels.Language = "zh"
 
 
 class MetricsSettings(Section):
@@ -324,6 +356,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     detect: DetectSettings = DetectSettings()
     kpi: KpiSettings = KpiSettings()
+    ui: UiSettings = UiSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -16,16 +16,14 @@ from typing import Any
 import ijson
 import yaml
 
+from devices import labels
 from devices.payloads import KINDS
 from devices.schema import KIND_TAG, KIND_TAG_VALUES
 from devices.topics import is_identifier
 
 #: The 11 prefecture-level cities of Hebei and the two directly administered county-level
-#: cities.
-CITIES = (
-    "shijiazhuang", "tangshan", "qinhuangdao", "handan", "xingtai", "baoding",
-    "zhangjiakou", "chengde", "cangzhou", "langfang", "hengshui", "dingzhou", "xinji",
-)
+#: cities (their display names: ``devices.labels``).
+CITIES = tuple(city.id for city in labels.CITIES)
 
 
 class RegistryError(ValueError):

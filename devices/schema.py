@@ -23,6 +23,26 @@ KPI_INDICATORS = ("lamps_per_100_households", "lamp_availability", "energy_savin
                   "bin_overflow_rate", "water_quality_compliance", "leak_indicator",
                   "security_per_100_households", "device_online_rate")
 KPI_MEETS = "meets"
+#: ``community_kpi``'s bool: some indicator lacks the data for a verdict (the community is
+#: being assessed: it neither meets nor fails); per indicator, ``<name>_enough``.
+KPI_ASSESSING = "assessing"
+#: The community's display name (the registry's ``name``), a string field.
+KPI_NAME = "name"
+#: One point a community per KPI run: tags ``city``, ``community``, ``label`` (the name and
+#: the id, what the dashboards' community variable shows), field ``name``.
+COMMUNITY_INFO = "community_info"
+LABEL = "label"
+#: Per city, each KPI run: communities meeting / assessing / failing, the share's
+#: denominator and each milestone's verdict (collector/goal.py).
+CITY_KPI = "city_kpi"
+
+
+def community_label(name: str, community_id: str) -> str:
+    """``槐中路社区 (sjz-yuhua-001)``: a name people know, and the id it stands for. The
+    dashboards' community variable shows it and filters on the id in the brackets."""
+    return f"{name} ({community_id})"
+
+
 COLLECTOR = "collector"
 
 # Tag keys.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector import kpi
+from collector import goal, kpi
 from collector.settings import InfluxSettings, KpiSettings
 from collector.sink.influx import InfluxWriter
 from devices.registry import from_mapping
@@ -21,7 +21,8 @@ from simulators import servers
 pytestmark = pytest.mark.integration
 
 REGISTRY = {
-    "communities": [{"id": "c1", "city": "xinji", "district": "xinji", "households": 100}],
+    "communities": [{"id": "c1", "name": "新华社区", "city": "xinji", "district": "xinji",
+                     "households": 100}],
     "devices": [
         {"id": "lamp-1", "kind": "streetlight", "community": "c1"},
         {"id": "lamp-2", "kind": "streetlight", "community": "c1"},
@@ -63,11 +64,12 @@ def test_indicators_and_the_city_share(influxdb: servers.Server, tmp_path: Path)
         timeout=10).close()
     registry = from_mapping(REGISTRY)
 
-    async def run() -> list[kpi.CommunityKpi]:
+    async def run(at_ms: int) -> list[kpi.CommunityKpi]:
         async with InfluxWriter(InfluxSettings(url=url, database="kpi")) as writer:
-            return await kpi.compute(registry, writer.query, KpiSettings())
+            return await kpi.compute(registry, writer.query, KpiSettings(), at_ms)
 
-    (k,) = asyncio.run(run())
+    # Two days on, the readings (minutes old now) cover a whole night and more than an hour.
+    (k,) = asyncio.run(run(now + 2 * 86_400_000))
     assert k.values["lamps_per_100_households"] == 2.0
     assert k.values["lamp_availability"] == 0.5
     assert k.values["energy_saving"] == pytest.approx(0.4)
@@ -79,9 +81,26 @@ def test_indicators_and_the_city_share(influxdb: servers.Server, tmp_path: Path)
     failing = sorted(n for n, ok in k.passed.items() if not ok)
     assert failing == ["bin_overflow_rate", "device_online_rate", "lamp_availability",
                        "security_per_100_households", "water_quality_compliance"]
-    assert not k.meets and kpi.city_shares([k]) == {"xinji": (0, 1)}
-    (point,) = kpi.points([k], now)
-    assert dict(point.fields)["meets_target"] is False and dict(point.fields)["meets"] == 0.0
+    assert all(k.enough.values()) and not k.assessing and not k.meets
+    assert k.verdict("leak_indicator") == "meets" and k.verdict("lamp_availability") == "fails"
+    (goal_c1,) = goal.rollup(registry, [k], {}, KpiSettings())
+    assert (goal_c1.city, goal_c1.meeting, goal_c1.failing, goal_c1.communities) == \
+        ("xinji", 0, 1, 1)
+    (point, info) = kpi.points([k], now)
+    fields = dict(point.fields)
+    assert fields["meets_target"] is False and fields["meets"] == 0.0
+    assert fields["assessing"] is False and fields["name"] == "新华社区"
+    assert dict(info.tags)["label"] == "新华社区 (c1)"
+
+    # Now, the readings are minutes old: no whole night (lighting's energy saving, the
+    # leak indicator) and under an hour (the rest measured from readings): assessing.
+    (k,) = asyncio.run(run(now))
+    waiting = sorted(n for n, ok in k.enough.items() if not ok)
+    assert waiting == ["bin_overflow_rate", "device_online_rate", "energy_saving",
+                       "lamp_availability", "leak_indicator", "water_quality_compliance"]
+    assert k.assessing and not k.meets and k.verdict("energy_saving") == "not_enough_data"
+    (goal_c1,) = goal.rollup(registry, [k], {}, KpiSettings())
+    assert (goal_c1.meeting, goal_c1.assessing, goal_c1.failing) == (0, 1, 0)
 
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(REGISTRY))
@@ -91,6 +110,49 @@ def test_indicators_and_the_city_share(influxdb: servers.Server, tmp_path: Path)
                                   "SCT_INFLUX__DATABASE": "kpi",
                                   "SCT_REGISTRY__PATH": str(path)})
     assert run_cli.returncode == 0, run_cli.stderr
-    assert "xinji          0/1 = 0%  behind" in run_cli.stdout
+    # Chinese by default: the community's and the city's names, the verdict, the milestones.
+    assert "新华社区 (c1)" in run_cli.stdout and "辛集" in run_cli.stdout, run_cli.stdout
+    assert "评估中" in run_cli.stdout and "*2022 60%" in run_cli.stdout
+    city_line = next(line for line in run_cli.stdout.splitlines() if line.startswith("辛集"))
+    assert city_line.split()[:6] == ["辛集", "0", "1", "0", "1", "0%"], city_line
+    assert "0/2 落后" in city_line   # 2020: at least 2 in Xinji
+    (series,) = servers.influx_query(url, "kpi", "SELECT meeting, assessing, communities, "
+                                     "ok_2020, minimum_2020, target_2022 FROM city_kpi "
+                                     "WHERE city = 'xinji'")
+    assert series["values"][-1][1:] == [0, 1, 1, False, 2, 0.6]
     (series,) = servers.influx_query(url, "kpi", "SELECT meets FROM community_kpi")
     assert series["values"][-1][1] == 0.0
+
+
+def test_the_last_whole_night_ends_at_six_china_time() -> None:
+    hour = 3_600_000
+    # 2026-12-02 00:00 UTC is 08:00 China time: last night ran 18:00-06:00 China time,
+    # which is 10:00-22:00 UTC the day before.
+    at = 1_796_169_600_000
+    assert kpi.last_night_start(at) == at - 14 * hour
+    # 21:00 UTC is 05:00 China time: tonight is not over, the whole one is the night before.
+    assert kpi.last_night_start(at + 21 * hour) == at - 14 * hour
+    assert kpi.last_night_start(at + 22 * hour) == at + 10 * hour
+
+
+def test_a_county_level_city_needs_two_and_shares_use_the_configured_denominator() -> None:
+    settings = KpiSettings(city_communities={"xinji": 10})
+    plan = {m.year: m for m in goal.milestones(settings, "xinji")}
+    assert plan[2020].minimum == 2 and plan[2021].share == 0.3 and plan[2022].share == 0.6
+    assert goal.milestones(settings, "baoding")[0].minimum == 5
+    registry = from_mapping({"communities": [
+        {"id": f"x{i}", "city": "xinji", "district": "xinji", "households": 10}
+        for i in range(4)] + [{"id": "b1", "city": "baoding", "district": "lianchi",
+                               "households": 10}], "devices": []})
+    latest = {"x0": ("xinji", True, False), "x1": ("xinji", True, False),
+              "x2": ("xinji", False, True), "x3": ("xinji", False, False),
+              "b1": ("baoding", True, False), "gone": ("baoding", True, False)}
+    xinji, baoding = sorted(goal.rollup(registry, [], latest, settings), key=lambda g: g.city)[::-1]
+    assert (xinji.meeting, xinji.assessing, xinji.failing, xinji.communities) == (2, 1, 1, 10)
+    assert xinji.met() == {2020: True, 2021: False, 2022: False}   # 2 of 10: 20 %
+    assert (baoding.meeting, baoding.communities) == (1, 1)        # the registry's count
+    assert baoding.met() == {2020: False, 2021: True, 2022: True}
+    total = goal.province([xinji, baoding])
+    assert (total.meeting, total.communities) == (3, 11)
+    assert [(m.year, m.minimum, m.share) for m in total.plan] == [
+        (2020, 7, None), (2021, None, 0.3), (2022, None, 0.6)]
