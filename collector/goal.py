@@ -28,7 +28,6 @@ from devices.registry import Registry
 from devices.schema import Point
 
 Query = Callable[[str], Awaitable[list[list[dict[str, Any]]]]]
-PROVINCE = "province"   # the city tag of the province's total in city_kpi
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class Milestone:
 
 
 def milestones(settings: KpiSettings, city: str) -> list[Milestone]:
-    """The plan's milestones for ``city`` (or ``PROVINCE``: the sum of the cities' counts
+    """The plan's milestones for ``city`` (or ``schema.PROVINCE``: the sum of the cities' counts
     is given by :func:`province`), by year."""
     county = labels.BY_ID[city].county_level if city in labels.BY_ID else False
     counts = settings.city_minimums_county_level if county else settings.city_minimums
@@ -117,7 +116,7 @@ def rollup(registry: Registry, fresh: Iterable[CommunityKpi], earlier: Latest,
 def province(cities: list[CityGoal]) -> CityGoal:
     """The province's total: the cities' counts summed; a count milestone is the sum of
     the cities' minimums, a share milestone the same share of all urban communities."""
-    total = CityGoal(PROVINCE, sum(c.meeting for c in cities),
+    total = CityGoal(schema.PROVINCE, sum(c.meeting for c in cities),
                      sum(c.assessing for c in cities), sum(c.failing for c in cities),
                      sum(c.communities for c in cities))
     years = sorted({m.year for c in cities for m in c.plan})

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import unicodedata
 
-from collector.goal import PROVINCE, CityGoal, province
+from collector.goal import CityGoal, province
 from collector.kpi import CommunityKpi
-from devices import labels
+from devices import labels, schema
 from devices.labels import Language, word
 
 MARK = {"meets": " ", "fails": "!", "not_enough_data": "?"}
@@ -69,7 +69,7 @@ def cities(goals: list[CityGoal], target_year: int, language: Language) -> list[
              + "".join(pad(h, 14, right=True) for h in milestone_heads)]
     for g in [*goals, province(goals)]:
         met = g.met()
-        name = word(PROVINCE, language) if g.city == PROVINCE else labels.city_name(
+        name = word(schema.PROVINCE, language) if g.city == schema.PROVINCE else labels.city_name(
             g.city, language)
         cells = [str(g.meeting), str(g.assessing), str(g.failing), str(g.communities),
                  f"{g.share:.0%}"]

@@ -37,18 +37,25 @@ def _dashboards_build(args: argparse.Namespace) -> int:
     from dashboards import build
 
     settings = config.load(args.config)
-    year, share = settings.kpi.target_year, settings.kpi.target_share
+    year, share, plan = settings.kpi.target_year, settings.kpi.target_share, _plan(settings)
     if args.check:
-        wrong = build.stale(target_share=share, target_year=year)
+        wrong = build.stale(target_share=share, target_year=year, plan=plan)
         if wrong:
             print(f"sct: stale dashboards: {', '.join(wrong)}; run sct dashboards build",
                   file=sys.stderr)
             return 1
         print("dashboards are up to date")
         return 0
-    for path in build.write(target_share=share, target_year=year):
+    for path in build.write(target_share=share, target_year=year, plan=plan):
         print(path)
     return 0
+
+
+def _plan(settings: config.Settings) -> dict[int, str]:
+    """year -> "count" or "share": the milestones as the configuration sets them."""
+    counts = settings.kpi.city_minimums
+    return {y: "count" if y in counts else "share"
+            for y in sorted({*counts, *settings.kpi.city_targets})}
 
 
 def _dashboards_push(args: argparse.Namespace) -> int:
@@ -61,7 +68,8 @@ def _dashboards_push(args: argparse.Namespace) -> int:
         print("sct: no token: give --token or set GRAFANA_TOKEN", file=sys.stderr)
         return 2
     settings = config.load(args.config)
-    boards = build.render(settings.kpi.target_share, settings.kpi.target_year)
+    boards = build.render(settings.kpi.target_share, settings.kpi.target_year,
+                          settings.ui.language, _plan(settings))
     try:
         pushed = push.push(args.url, token, boards)
     except push.PushError as e:
@@ -83,7 +91,7 @@ def _report(args: argparse.Namespace) -> int:
     from dashboards import build, report
 
     settings = config.load(args.config)
-    year, share = settings.kpi.target_year, settings.kpi.target_share
+    year, share, plan = settings.kpi.target_year, settings.kpi.target_share, _plan(settings)
     try:
         range_s = int(duration(args.range))
     except argparse.ArgumentTypeError as e:
@@ -92,18 +100,25 @@ def _report(args: argparse.Namespace) -> int:
 
     async def run() -> report.Report:
         async with InfluxWriter(settings.influx) as writer:
-            return await report.gather(writer.query, build.render(share, year), args.range,
-                                       range_s, share, year)
+            # The English boards: the same queries, and the titles the report looks for.
+            return await report.gather(writer.query, build.render(share, year, "en", plan),
+                                       args.range, range_s, share, year, settings.ui.language,
+                                       plan)
 
     try:
         figures = asyncio.run(run())
     except WriteError as exc:
         print(f"sct: {exc}", file=sys.stderr)
         return 1
-    for path in report.write(figures, args.out,
-                             lambda name, value: kpi.passes(settings.kpi, name, value)):
+    try:
+        written = report.write(figures, args.out,
+                               lambda name, value: kpi.passes(settings.kpi, name, value))
+    except report.FontMissing as exc:
+        print(f"sct: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
-    if not figures.assessed:
-        print("sct: warning: no community_kpi in the range; run sct kpi (or a collector) first",
+    if not figures.cities:
+        print("sct: warning: no city_kpi in the range; run sct kpi (or a collector) first",
               file=sys.stderr)
     return 0

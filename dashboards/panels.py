@@ -19,6 +19,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import DATASOURCE_UID
+from dashboards.texts import Texts
+from devices import labels, schema
 
 DATASOURCE = dm.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
 FILTER = 'city =~ /^$city$/ AND community =~ /^$community$/'
@@ -27,28 +29,32 @@ DEVICE_FILTER = FILTER + ' AND device =~ /^$device$/'
 
 
 class _InfluxQLQuery(variants.Dataquery):
-    def __init__(self, query: str, ref: str, fmt: str) -> None:
-        self.query, self.ref, self.fmt = query, ref, fmt
+    def __init__(self, query: str, ref: str, fmt: str, alias: str) -> None:
+        self.query, self.ref, self.fmt, self.alias = query, ref, fmt, alias
 
     def to_json(self) -> dict[str, Any]:
-        return {"refId": self.ref, "query": self.query, "rawQuery": True,
-                "resultFormat": self.fmt,
-                "datasource": {"type": "influxdb", "uid": DATASOURCE_UID}}
+        out = {"refId": self.ref, "query": self.query, "rawQuery": True,
+               "resultFormat": self.fmt,
+               "datasource": {"type": "influxdb", "uid": DATASOURCE_UID}}
+        if self.alias:
+            out["alias"] = self.alias
+        return out
 
 
 class InfluxQL(cogbuilder.Builder[variants.Dataquery]):
     """A raw InfluxQL target."""
 
-    def __init__(self, query: str, ref: str = "A", fmt: str = "time_series") -> None:
-        self._query = _InfluxQLQuery(query, ref, fmt)
+    def __init__(self, query: str, ref: str = "A", fmt: str = "time_series",
+                 alias: str = "") -> None:
+        self._query = _InfluxQLQuery(query, ref, fmt, alias)
 
     def build(self) -> variants.Dataquery:
         return self._query
 
 
-def _targets(panel: Any, queries: tuple[str, ...], fmt: str) -> Any:
+def _targets(panel: Any, queries: tuple[str, ...], fmt: str, alias: str = "") -> Any:
     for i, query in enumerate(queries):
-        panel = panel.with_target(InfluxQL(query, chr(ord("A") + i), fmt))
+        panel = panel.with_target(InfluxQL(query, chr(ord("A") + i), fmt, alias))
     return panel.datasource(DATASOURCE)
 
 
@@ -67,14 +73,16 @@ def single(title: str, *queries: str, unit: str = "", w: int = 6, h: int = 5) ->
 
 
 def gauge_bars(title: str, *queries: str, unit: str = "", w: int = 12, h: int = 8,
-               threshold: float | None = None) -> Any:
+               threshold: float | None = None, alias: str = "") -> Any:
+    """Bars, one a series; ``alias`` names them (``$tag_city``: by the city id, which
+    :func:`shown_as` can then show as the city's name)."""
     panel = bargauge.Panel().title(title).span(w).height(h)
     if unit:
         panel = panel.unit(unit)
     if threshold is not None:
         panel = panel.thresholds(db.ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([
             dm.Threshold(value=None, color="red"), dm.Threshold(value=threshold, color="green")]))
-    return _targets(panel, queries, "time_series")
+    return _targets(panel, queries, "time_series", alias)
 
 
 def grid(title: str, *queries: str, w: int = 24, h: int = 9) -> Any:
@@ -102,22 +110,58 @@ def device_map(title: str, query: str, w: int = 24, h: int = 12) -> Any:
     return _targets(panel, (query,), "table")
 
 
-def variables(board: Any, device_from: str | None = None) -> Any:
-    """The city, community (and device) variables, each from the data itself."""
-    board = board.with_variable(_variable("city", 'SHOW TAG VALUES WITH KEY = "city"'))
-    board = board.with_variable(_variable(
-        "community", 'SHOW TAG VALUES WITH KEY = "community" WHERE city =~ /^$city$/'))
+def variables(t: Texts, board: Any, device_from: str | None = None) -> Any:
+    """The city, community (and device) variables. Each shows a name and filters on the id:
+    the city from the province's city table (a custom variable, ``text : value``); the
+    community from ``community_info`` (written from the registry by every KPI run), whose
+    ``label`` tag ``槐中路社区 (sjz-yuhua-001)`` is split by the variable's regex into the
+    text shown and the id in the brackets (Grafana 7.4+ named groups), so the list still
+    follows the city chosen; the device by its id."""
+    cities = ", ".join(f"{c.name(t.language)} : {c.id}" for c in labels.CITIES)
+    board = board.with_variable(
+        db.CustomVariable("city").label(t("City")).values(cities).include_all(True)
+        .all_value(".*").multi(False))
+    board = board.with_variable(
+        _variable("community", f'SHOW TAG VALUES FROM "{schema.COMMUNITY_INFO}" WITH KEY = '
+                  f'"{schema.LABEL}" WHERE city =~ /^$city$/', t("Community"))
+        .regex(COMMUNITY_REGEX))
     if device_from:
         board = board.with_variable(_variable(
             "device", f'SHOW TAG VALUES FROM "{device_from}" WITH KEY = "device" '
-                      "WHERE community =~ /^$community$/"))
+                      "WHERE community =~ /^$community$/", t("Device")))
     return board
 
 
-def _variable(name: str, query: str) -> Any:
-    return (db.QueryVariable(name).label(name.title()).query(query)
+#: Splits a ``community_info`` label into the name shown and the id filtered on.
+COMMUNITY_REGEX = r"/^(?<text>.*\((?<value>[^()]+)\))$/"
+
+
+def _variable(name: str, query: str, label: str) -> Any:
+    return (db.QueryVariable(name).label(label).query(query)
             .datasource(DATASOURCE).include_all(True).all_value(".*").multi(False)
             .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED))
+
+
+def shown_as(panel: Any, names: dict[str, str]) -> Any:
+    """Series or columns shown under other names (a legend in Chinese, a city's name for
+    its id) without touching the query: Grafana's display-name overrides."""
+    for name, shown in names.items():
+        panel = panel.override_by_name(name, [dm.DynamicConfigValue(id_val="displayName",
+                                                                    value=shown)])
+    return panel
+
+
+def values_shown_as(panel: Any, column: str, names: dict[str, str]) -> Any:
+    """A column's values shown as words (a city id as its name, true as "达到")."""
+    options = {value: {"text": text, "index": i} for i, (value, text) in
+               enumerate(names.items())}
+    return panel.override_by_name(column, [dm.DynamicConfigValue(
+        id_val="mappings", value=[{"type": "value", "options": options}])])
+
+
+def city_names(t: Texts) -> dict[str, str]:
+    return {**{c.id: c.name(t.language) for c in labels.CITIES},
+            schema.PROVINCE: labels.word("province", t.language)}
 
 
 def board(uid: str, title: str, tags: list[str]) -> Any:

@@ -9,7 +9,6 @@ disagree about what a number means.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,8 +22,13 @@ import numpy as np
 matplotlib.use("Agg")   # no screen here, and none needed: files only
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
+from matplotlib import font_manager
 
-from devices import schema
+from dashboards import reportpage
+from dashboards.boards import PLAN
+from dashboards.texts import Texts
+from devices import labels, schema
+from devices.labels import Language
 
 Series = list[dict[str, Any]]
 Query = Callable[[str], Awaitable[list[Series]]]
@@ -77,17 +81,32 @@ class Report:
     generated: datetime
     target_share: float
     target_year: int
+    language: Language = "zh"
+    plan: dict[int, str] = field(default_factory=dict)
     meeting: int = 0
-    assessed: int = 0
-    city_shares: dict[str, float] = field(default_factory=dict)
+    assessing: int = 0
+    failing: int = 0
+    share: float = 0.0
+    #: rows of the board's "Milestones per city" (city id, counts, share, ok_<year>),
+    #: the province's last
+    cities: list[dict[str, Any]] = field(default_factory=list)
+    #: rows of "Per community", each with ``enough``: indicator -> data enough for a verdict
     communities: list[dict[str, Any]] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
 
 
+def _rows(series: Series) -> list[dict[str, Any]]:
+    """A table panel's rows: its tags and the columns of its first row."""
+    return [{**s.get("tags", {}), **dict(zip(s["columns"], s["values"][0], strict=True))}
+            for s in series]
+
+
 async def gather(query: Query, boards: Mapping[str, str], range_label: str, range_s: int,
-                 target_share: float, target_year: int) -> Report:
+                 target_share: float, target_year: int, language: Language = "zh",
+                 plan: Mapping[int, str] | None = None) -> Report:
     """Run the panels' queries over the last ``range_s`` seconds (``range_label`` as the
-    user said it); the figures of the report."""
+    user said it); the figures of the report. ``boards`` are the English ones: the
+    queries are the same in every language and the titles are found in English."""
 
     async def panel(board: str, title: str) -> tuple[str, Series]:
         full, queries = panel_queries(boards, board, title)
@@ -96,23 +115,32 @@ async def gather(query: Query, boards: Mapping[str, str], range_label: str, rang
             series += (await query(fill(q, range_s)))[0]
         return full, series
 
-    report = Report(range_label, datetime.now(UTC), target_share, target_year)
-    _, meeting = await panel(GOAL, "Communities meeting every indicator")
-    _, assessed = await panel(GOAL, "Communities assessed")
-    report.meeting = int(_first_value(meeting))
-    report.assessed = int(_first_value(assessed))
-    _, shares = await panel(GOAL, "City share meeting the goal")
-    report.city_shares = {s["tags"]["city"]: _first_value([s]) for s in shares}
-    _, rows = await panel(GOAL, "Per community")
-    for s in rows:
-        row = dict(zip(s["columns"], s["values"][0], strict=True))
-        report.communities.append({**s["tags"], **row})
-    report.communities.sort(key=lambda r: (r["city"], r["community"]))
+    report = Report(range_label, datetime.now(UTC), target_share, target_year, language,
+                    dict(plan or PLAN))
+    for name, title in (("meeting", "Communities meeting every indicator"),
+                        ("assessing", "Communities being assessed"),
+                        ("failing", "Communities failing")):
+        setattr(report, name, int(_first_value((await panel(GOAL, title))[1])))
+    report.share = _first_value((await panel(GOAL, "Share of urban communities"))[1])
+    rows = _rows((await panel(GOAL, "Milestones per city"))[1])
+    report.cities = sorted(rows, key=lambda r: (r["city"] == schema.PROVINCE, _city_order(r)))
+    enough = {r["community"]: r for r in _rows((await panel(GOAL, "Data enough"))[1])}
+    for row in _rows((await panel(GOAL, "Per community"))[1]):
+        flags = enough.get(row["community"], {})
+        row["enough"] = {n: flags.get(n) is not False for n in schema.KPI_INDICATORS}
+        report.communities.append(row)
+    report.communities.sort(key=lambda r: (_city_order(r), r["community"]))
+    t = Texts(language)
     for board, title, png in KEY_CHARTS:
         full, series = await panel(board, title)
-        report.charts.append(Chart(full, png, series[:MAX_LINES],
+        report.charts.append(Chart(t(full), png, series[:MAX_LINES],
                                    max(0, len(series) - MAX_LINES)))
     return report
+
+
+def _city_order(row: Mapping[str, Any]) -> int:
+    ids = [c.id for c in labels.CITIES]
+    return ids.index(row["city"]) if row["city"] in ids else len(ids)
 
 
 def _first_value(series: Series) -> float:
@@ -123,40 +151,75 @@ def _first_value(series: Series) -> float:
 def write(report: Report, out: Path,
           passes: Callable[[str, float], bool]) -> list[Path]:
     """The PNG files and ``index.html`` in ``out``; ``passes(indicator, value)`` marks each
-    cell of the community table. Returns the files written."""
+    cell of the community table. Returns the files written.
+
+    Raises:
+        FontMissing: the report is in Chinese and no CJK font is installed (the charts'
+            text would be boxes).
+    """
+    if report.language == "zh":
+        use_cjk_font()
     out.mkdir(parents=True, exist_ok=True)
     files = [_city_share_png(report, out / "city-shares.png")]
-    files += [_series_png(chart, out / chart.png) for chart in report.charts]
+    files += [_series_png(chart, out / chart.png, report.language) for chart in report.charts]
     page = out / "index.html"
-    page.write_text(_html(report, passes), encoding="utf-8")
+    page.write_text(reportpage.html_page(report, passes), encoding="utf-8")
     return [*files, page]
 
 
+class FontMissing(RuntimeError):
+    """Raised when a Chinese report is asked for and no CJK font is installed."""
+
+
+#: Where Debian's fonts-noto-cjk puts the sans-serif face.
+CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/opentype/noto/NotoSansCJK-Medium.ttc")
+
+
+def use_cjk_font() -> str:
+    """Make matplotlib draw Chinese with Noto Sans CJK (Latin text too, so one face is
+    used throughout); its family name."""
+    for path in CJK_FONTS:
+        if Path(path).exists():
+            font_manager.fontManager.addfont(path)
+            family = font_manager.FontProperties(fname=path).get_name()
+            plt.rcParams["font.family"] = [family, "DejaVu Sans"]
+            return family
+    raise FontMissing("no CJK font for the Chinese charts: install Debian's fonts-noto-cjk "
+                      "(make demo does), or set ui.language = \"en\"")
+
+
 def _city_share_png(report: Report, path: Path) -> Path:
-    cities = sorted(report.city_shares)
-    shares = [report.city_shares[c] for c in cities]
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(cities) + 1.4))
-    colours = ["#2e7d32" if s >= report.target_share else "#c62828" for s in shares]
-    ax.barh(cities, shares, color=colours)
-    ax.axvline(report.target_share, color="black", linestyle="--",
-               label=f"target {report.target_share:.0%} by {report.target_year}")
+    t = Texts(report.language)
+    rows = [r for r in report.cities if r["city"] != schema.PROVINCE]
+    names = [labels.city_name(r["city"], report.language) for r in rows]
+    shares = [float(r.get("share") or 0.0) for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.4))
+    target = report.target_share
+    colours = ["#2e7d32" if target and s >= target else "#c62828" for s in shares]
+    ax.barh(names, shares, color=colours)
+    if target:
+        ax.axvline(target, color="black", linestyle="--",
+                   label=f"{report.target_year}: {target:.0%}")
+        ax.legend(loc="lower right")
     for y, share in enumerate(shares):
         ax.text(min(share, 0.93) + 0.01, y, f"{share:.0%}", va="center")
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
     ax.invert_yaxis()
-    ax.set_title("Share of each city's communities meeting every indicator")
-    ax.legend(loc="lower right")
+    ax.set_title(t("City share meeting the goal"))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def _series_png(chart: Chart, path: Path) -> Path:
+def _series_png(chart: Chart, path: Path, language: Language) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4))
     for s in chart.series:
-        label = ", ".join(str(v) for v in s.get("tags", {}).values()) or s["name"]
+        tags = s.get("tags", {})
+        label = ", ".join(labels.city_name(v, language) if k == "city" else str(v)
+                          for k, v in tags.items()) or s["name"]
         times = np.array([row[0] for row in s["values"]], dtype="datetime64[ms]")
         for col, name in enumerate(s["columns"][1:], start=1):
             values = [row[col] if row[col] is not None else float("nan") for row in s["values"]]
@@ -164,67 +227,17 @@ def _series_png(chart: Chart, path: Path) -> Path:
                     f"{label} {name}".strip(), linewidth=1.2)
     ax.xaxis.set_major_formatter(
         mdates.DateFormatter("%m-%d %H:%M", tz=UTC))  # type: ignore[no-untyped-call]
-    title = chart.title + (f" ({chart.left_out} more series not drawn)" if chart.left_out
-                           else "")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("time (UTC)", fontsize=8)
+    more = {"zh": f"（另有 {chart.left_out} 条未画出）",
+            "en": f" ({chart.left_out} more series not drawn)"}[language]
+    ax.set_title(chart.title + (more if chart.left_out else ""), fontsize=10)
+    ax.set_xlabel({"zh": "时间（UTC）", "en": "time (UTC)"}[language], fontsize=8)
     if chart.series:
         ax.legend(fontsize=7, ncol=2, loc="upper left")
     else:
-        ax.text(0.5, 0.5, "no data in this range", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, reportpage.NO_DATA[language], ha="center", transform=ax.transAxes)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def _html(report: Report, passes: Callable[[str, float], bool]) -> str:
-    e = html.escape
-    names = schema.KPI_INDICATORS
-    head = "".join(f"<th>{e(n.replace('_', ' '))}</th>" for n in names)
-    rows = []
-    for r in report.communities:
-        cells = []
-        for n in names:
-            value = r.get(n)
-            if value is None:
-                cells.append("<td class=none>–</td>")
-            else:
-                ok = passes(n, float(value))
-                cells.append(f"<td class={'ok' if ok else 'fail'}>{value:.2f}</td>")
-        meets = "yes" if r.get(schema.KPI_MEETS) == 1 else "no"
-        rows.append(f"<tr><td>{e(r['city'])}</td><td>{e(r['community'])}</td>{''.join(cells)}"
-                    f"<td class={'ok' if meets == 'yes' else 'fail'}>{meets}</td></tr>")
-    shares = "".join(
-        f"<tr><td>{e(c)}</td><td class={'ok' if s >= report.target_share else 'fail'}>"
-        f"{s:.0%}</td><td>{'on track' if s >= report.target_share else 'behind'}</td></tr>"
-        for c, s in sorted(report.city_shares.items()))
-    charts = "".join(f'<h3>{e(c.title)}</h3><img src="{e(c.png)}" alt="{e(c.title)}">'
-                     + ("" if c.series else "<p class=none>no data in this range</p>")
-                     for c in report.charts)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>sct report</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
-td, th {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
-td:first-child, td:nth-child(2) {{ text-align: left; }}
-.ok {{ background: #e8f5e9; }} .fail {{ background: #ffebee; }} .none {{ color: #999; }}
-img {{ max-width: 100%; }}
-</style></head><body>
-<h1>Smart communities: green-community goal</h1>
-<p>Generated {report.generated:%Y-%m-%d %H:%M} UTC from InfluxDB, last {e(report.range_label)},
-every city and community. The same queries as the Grafana dashboards.</p>
-<h2>{report.meeting} of {report.assessed} communities meet every indicator</h2>
-<p>Target: {report.target_share:.0%} of each city's communities by {report.target_year}.</p>
-<img src="city-shares.png" alt="city shares against the target">
-<table><tr><th>city</th><th>share meeting</th><th></th></tr>{shares}</table>
-<h2>Per community</h2>
-<p>Red: below its threshold (thresholds in the README, section Green-community KPIs).</p>
-<table><tr><th>city</th><th>community</th>{head}<th>meets</th></tr>{''.join(rows)}</table>
-<h2>Key charts</h2>
-{charts}
-</body></html>
-"""

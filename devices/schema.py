@@ -35,6 +35,8 @@ LABEL = "label"
 #: Per city, each KPI run: communities meeting / assessing / failing, the share's
 #: denominator and each milestone's verdict (collector/goal.py).
 CITY_KPI = "city_kpi"
+#: ``city_kpi``'s city tag for the province's total.
+PROVINCE = "province"
 
 
 def community_label(name: str, community_id: str) -> str:

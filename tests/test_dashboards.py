@@ -5,11 +5,14 @@ every panel and target uses the provisioned datasource."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -19,9 +22,14 @@ from conftest import Stack, start_stack, wait_for
 from dashboards import DATASOURCE_UID
 from dashboards.build import GENERATED, stale
 from dashboards.report import KEY_CHARTS
+from dashboards.reportpage import NO_DATA
+from devices import labels
 from simulators import servers
 
-BOARDS = {p.name: json.loads(p.read_text()) for p in sorted(GENERATED.glob("*.json"))}
+#: The English boards (file name -> JSON); the Chinese ones have the same queries.
+BOARDS = {p.name: json.loads(p.read_text()) for p in sorted((GENERATED / "en").glob("*.json"))}
+BOARDS_ZH = {p.name: json.loads(p.read_text())
+             for p in sorted((GENERATED / "zh").glob("*.json"))}
 FILL = {"$timeFilter": "time > now() - 3d", "$__interval": "30m", "$city": ".*",
         "$community": ".*", "$device": ".*"}
 
@@ -44,16 +52,45 @@ def panels() -> Iterator[tuple[str, str, str]]:
 
 
 def test_the_committed_json_is_current_and_well_formed() -> None:
-    assert len(BOARDS) == 8 and stale() == []
+    assert len(BOARDS) == 8 and set(BOARDS_ZH) == set(BOARDS) and stale() == []
     uids = [b["uid"] for b in BOARDS.values()]
     assert len(set(uids)) == len(uids)
-    for board in BOARDS.values():
+    for board in [*BOARDS.values(), *BOARDS_ZH.values()]:
         for panel in board["panels"]:
             assert panel["datasource"]["uid"] == DATASOURCE_UID, panel["title"]
             for target in panel["targets"]:
                 assert target["datasource"]["uid"] == DATASOURCE_UID
         for variable in board.get("templating", {}).get("list", []):
-            assert variable["datasource"]["uid"] == DATASOURCE_UID
+            if variable["type"] == "query":
+                assert variable["datasource"]["uid"] == DATASOURCE_UID
+
+
+def _queries(boards: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    return [(name, [t["query"] for p in b["panels"] for t in p["targets"]])
+            for name, b in sorted(boards.items())]
+
+
+def test_the_chinese_boards_ask_the_same_and_show_chinese() -> None:
+    assert _queries(BOARDS_ZH) == _queries(BOARDS)
+    han = re.compile(r"[\u4e00-\u9fff]")
+    for name, board in BOARDS_ZH.items():
+        assert han.search(board["title"]), name
+        for panel in board["panels"]:
+            assert han.search(panel["title"]), (name, panel["title"])
+        for variable in board.get("templating", {}).get("list", []):
+            assert han.search(variable["label"]), (name, variable["name"])
+    goal = BOARDS_ZH["green-goal.json"]
+    city = next(v for v in goal["templating"]["list"] if v["name"] == "city")
+    # The city variable shows each city's name and filters on its id.
+    assert city["type"] == "custom" and "石家庄 : shijiazhuang" in city["query"]
+    assert "辛集 : xinji" in city["query"]
+    table = next(p for p in goal["panels"] if p["title"].startswith("各社区指标"))
+    names = {o["matcher"]["options"]: o["properties"][0]["value"]
+             for o in table["fieldConfig"]["overrides"]
+             if o["properties"][0]["id"] == "displayName"}
+    # Each indicator column under its area of the plan.
+    assert names["leak_indicator"] == "基础设施绿色化 · 供水：夜间最小流量比（漏损）"
+    assert names["device_online_rate"].startswith("智慧社区 · ")
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +141,25 @@ def test_every_panel_query_returns_data(history: Stack, board: str, title: str,
 
 @pytest.mark.integration
 def test_every_variable_query_returns_values(history: Stack) -> None:
+    registry = yaml.safe_load(history.registry.read_text())
     for board in BOARDS.values():
         for variable in board.get("templating", {}).get("list", []):
-            assert history.query(fill(variable["query"])), variable["name"]
+            if variable["type"] == "query":
+                assert history.query(fill(variable["query"])), variable["name"]
+    # The community variable: the label splits into the name shown and the id filtered on,
+    # as Grafana's named groups would split it.
+    community = next(v for v in BOARDS["green-goal.json"]["templating"]["list"]
+                     if v["name"] == "community")
+    pattern = re.compile(community["regex"].strip("/").replace("(?<", "(?P<"))
+    (series,) = history.query(fill(community["query"]))
+    split = {m["value"]: m["text"] for _, label in series["values"]
+             if (m := pattern.match(label))}
+    assert split == {c["id"]: f"{c['name']} ({c['id']})" for c in registry["communities"]}
+    city = registry["communities"][0]["city"]
+    of_city = {c["id"] for c in registry["communities"] if c["city"] == city}
+    (series,) = history.query(fill(community["query"].replace("$city", city)))
+    ids = {m["value"] for _, label in series["values"] if (m := pattern.match(label))}
+    assert ids == of_city
 
 
 def test_dashboards_build_check_cli() -> None:
@@ -162,25 +215,38 @@ def test_the_device_variable_narrows_the_lamp_panels(history: Stack) -> None:
     assert 0 < single_lamp < total
 
 
-@pytest.mark.integration
-def test_report_writes_the_goal_board_and_key_charts(history: Stack, tmp_path: Path) -> None:
-    run = history.sct("report", "--out", str(tmp_path / "report"), "--range", "3d")
+@pytest.fixture(scope="module")
+def report_dir(history: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "report"
+    run = history.sct("report", "--out", str(out), "--range", "3d")
     assert run.returncode == 0, run.stderr
-    out = tmp_path / "report"
+    # Every Chinese glyph drawn from a CJK font: matplotlib warns of any it lacks.
+    assert "missing from font" not in run.stderr, run.stderr
+    return out
+
+
+@pytest.mark.integration
+def test_report_writes_the_goal_board_and_key_charts(history: Stack, report_dir: Path) -> None:
+    out = report_dir
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted(["city-shares.png", *(png for _, _, png in KEY_CHARTS)])
     for png in out.glob("*.png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png.name
     page = (out / "index.html").read_text()
-    # The figures are the KPI job's: the same communities, cities and count meeting.
-    kpis = history.query("SELECT last(meets) AS m FROM community_kpi GROUP BY community, city")
+    # The figures are the KPI run's: the same communities, cities and counts, in Chinese.
+    kpis = history.query("SELECT last(meets) AS m, last(assessing) AS a, last(\"name\") AS n "
+                         "FROM community_kpi GROUP BY community, city")
     meeting = sum(s["values"][0][1] for s in kpis)
-    assert f"{int(meeting)} of {len(kpis)} communities meet every indicator" in page
-    for s in kpis:
-        assert f"<td>{s['tags']['community']}</td>" in page
-        assert f"<td>{s['tags']['city']}</td>" in page
-    assert "no data in this range" not in page
+    assessing = sum(1 for s in kpis if s["values"][0][2])
+    assert f"{int(meeting)} 个社区全部指标达标，{assessing} 个评估中（数据不足）" in page, page
+    registry = yaml.safe_load(history.registry.read_text())
+    for c in registry["communities"]:
+        assert f"<td class=name>{c['name']}</td><td class=name>{c['id']}</td>" in page
+        assert f"<td class=name>{labels.city_name(c['city'], 'zh')}</td>" in page
+    assert "<td class=name>全省</td>" in page      # the province's total
+    assert "基础设施绿色化" in page and "*2022 占比" in page
+    assert NO_DATA["zh"] not in page
     assert page.count("<img") == len(KEY_CHARTS) + 1
 
 
@@ -188,3 +254,31 @@ def test_report_refuses_a_bad_range() -> None:
     run = subprocess.run([sys.executable, "-m", "collector", "report", "--out", "/tmp/x",
                           "--range", "two days"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "not a duration" in run.stderr
+
+
+@pytest.mark.integration
+def test_the_report_loads_in_a_real_browser_and_shows_the_chinese_names(
+        history: Stack, report_dir: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (make test installs it)"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--allow-file-access-from-files", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0"]
+    url = (report_dir / "index.html").as_uri()
+    shot = tmp_path / "report.png"
+    run = subprocess.run([*flags, "--window-size=1400,2400", f"--screenshot={shot}", url],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0, dom.stderr[-3000:]
+    # Loaded without errors: every chart image decoded, no script error on the console.
+    assert 'data-images="ok"' in dom.stdout, dom.stdout[:2000]
+    assert "Uncaught" not in dom.stderr and "ERR_FILE_NOT_FOUND" not in dom.stderr, dom.stderr
+    registry = yaml.safe_load(history.registry.read_text())
+    for c in registry["communities"]:
+        assert c["name"] in dom.stdout and labels.city_name(c["city"], "zh") in dom.stdout
+    if os.environ.get("SCT_REPORT_SCREENSHOT"):   # how the README's picture is made
+        shutil.copy(shot, os.environ["SCT_REPORT_SCREENSHOT"])
