@@ -97,7 +97,7 @@ class Collector:
             await self._run_cluster(reg, stop)
             return
         self.book.load()
-        detect = self._detect = DetectStage(reg, s.detect, self.book)
+        detect = self._detect = DetectStage(reg, s.detect, self.book, s.ui.language)
         detect.restore(self.detect_state)
         try:
             self.deadletters.open()
@@ -144,7 +144,7 @@ class Collector:
         if lacking:
             raise ConfigError("the cluster lacks " + "; ".join(lacking) +
                               " (run: sct cluster setup --registry FILE)")
-        detect = self._detect = DetectStage(reg, s.detect, self.book)
+        detect = self._detect = DetectStage(reg, s.detect, self.book, s.ui.language)
         last = LastSeen()
         stamps = ReplicatedStamps(s.metrics.instance, lambda device: takeover
                                   .partition_of_device(device))

@@ -84,9 +84,10 @@ def lighting(t: Texts) -> Any:
 def waste(t: Texts) -> Any:
     b = variables(t, board("sct-waste", t("Waste sorting: bins"), ["waste"]), "waste_bin")
     where = f"WHERE {T} AND {DEVICE_FILTER}"
-    return (b.with_panel(series(t("Fill level by category (mean %)"),
-                                f"SELECT mean(fill_pct) FROM waste_bin {where} "
-                                f"GROUP BY {I}, category", unit="percent", w=24))
+    fill = series(t("Fill level by category (mean %)"), f"SELECT mean(fill_pct) FROM "
+                  f"waste_bin {where} GROUP BY {I}, category", unit="percent", w=24,
+                  alias="$tag_category")
+    return (b.with_panel(shown_as(fill, t.values(schema.KIND_TAG_VALUES["category"])))
             .with_panel(grid(t("Bins near overflow, with the forecast time to full"),
                              f"SELECT message, state FROM {schema.ALERT} WHERE {T} AND "
                              f"rule = 'bin_full' AND {DEVICE_FILTER}", w=12))
@@ -122,10 +123,10 @@ def water(t: Texts) -> Any:
 def security(t: Texts) -> Any:
     b = variables(t, board("sct-security", t("Security"), ["security"]), "door")
     ev = f"FROM {schema.EVENT} WHERE {T} AND {FILTER}"
-    return (b.with_panel(series(t("Door access by result"),
-                                f"SELECT count(n) FROM {schema.EVENT} WHERE {T} AND "
-                                f"{DEVICE_FILTER} AND type = 'access' GROUP BY time(1h), "
-                                "result"))
+    access = series(t("Door access by result"), f"SELECT count(n) FROM {schema.EVENT} WHERE "
+                    f"{T} AND {DEVICE_FILTER} AND type = 'access' GROUP BY time(1h), result",
+                    alias="$tag_result")
+    return (b.with_panel(shown_as(access, t.values(["granted", "denied"])))
             .with_panel(series(t("Doors forced or held open, alarms"),
                                f"SELECT count(n) {ev} AND (type = 'forced' OR type = "
                                f"'held_open' OR type = 'alarm' OR type = 'intrusion') "

@@ -58,11 +58,12 @@ def _targets(panel: Any, queries: tuple[str, ...], fmt: str, alias: str = "") ->
     return panel.datasource(DATASOURCE)
 
 
-def series(title: str, *queries: str, unit: str = "", w: int = 12, h: int = 8) -> Any:
+def series(title: str, *queries: str, unit: str = "", w: int = 12, h: int = 8,
+           alias: str = "") -> Any:
     panel = timeseries.Panel().title(title).span(w).height(h)
     if unit:
         panel = panel.unit(unit)
-    return _targets(panel, queries, "time_series")
+    return _targets(panel, queries, "time_series", alias)
 
 
 def single(title: str, *queries: str, unit: str = "", w: int = 6, h: int = 5) -> Any:

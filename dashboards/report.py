@@ -161,7 +161,8 @@ def write(report: Report, out: Path,
         use_cjk_font()
     out.mkdir(parents=True, exist_ok=True)
     files = [_city_share_png(report, out / "city-shares.png")]
-    files += [_series_png(chart, out / chart.png, report.language) for chart in report.charts]
+    files += [_series_png(chart, out / chart.png, report.language, _legend_names(report))
+              for chart in report.charts]
     page = out / "index.html"
     page.write_text(reportpage.html_page(report, passes), encoding="utf-8")
     return [*files, page]
@@ -214,12 +215,21 @@ def _city_share_png(report: Report, path: Path) -> Path:
     return path
 
 
-def _series_png(chart: Chart, path: Path, language: Language) -> Path:
+def _legend_names(report: Report) -> dict[str, str]:
+    """Tag values as a legend shows them: communities and cities by name, waste categories
+    and access results in the report's language."""
+    t = Texts(report.language)
+    return {**t.values(list(labels.VALUES)),
+            **{c.id: c.name(report.language) for c in labels.CITIES},
+            **{r["community"]: str(r.get(schema.KPI_NAME) or r["community"])
+               for r in report.communities}}
+
+
+def _series_png(chart: Chart, path: Path, language: Language, names: dict[str, str]) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4))
     for s in chart.series:
-        tags = s.get("tags", {})
-        label = ", ".join(labels.city_name(v, language) if k == "city" else str(v)
-                          for k, v in tags.items()) or s["name"]
+        label = ", ".join(names.get(str(v), str(v)) for v in s.get("tags", {}).values()) \
+            or s["name"]
         times = np.array([row[0] for row in s["values"]], dtype="datetime64[ms]")
         for col, name in enumerate(s["columns"][1:], start=1):
             values = [row[col] if row[col] is not None else float("nan") for row in s["values"]]

@@ -56,7 +56,8 @@ STYLE = """
 body { font-family: "Noto Sans CJK SC", "Noto Sans SC", sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 td, th { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
-td.name { text-align: left; }
+td.name { text-align: left; white-space: nowrap; }
+td.verdict { white-space: nowrap; }
 .ok { background: #e8f5e9; } .fail { background: #ffebee; } .none { color: #888; }
 .wait { background: #f3f3f3; color: #666; }
 img { max-width: 100%; }
@@ -142,7 +143,7 @@ def _communities(report: Report, passes: Callable[[str, float], bool], status: s
         rows.append(f"<tr><td class=name>{e(labels.city_name(r['city'], lang))}</td>"
                     f"<td class=name>{e(str(r.get(schema.KPI_NAME) or r['community']))}</td>"
                     f"<td class=name>{e(r['community'])}</td>{cells}"
-                    f"<td class={css}>{e(word(verdict, lang))}</td></tr>")
+                    f"<td class='verdict {css}'>{e(word(verdict, lang))}</td></tr>")
     return (f"<table id=communities><tr><th rowspan=2>{word('city', lang)}</th>"
             f"<th rowspan=2>{word('community', lang)}</th><th rowspan=2>{id_head}</th>"
             f"{areas}<th rowspan=2>{status}</th></tr><tr>{heads}</tr>{''.join(rows)}</table>")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from devices import labels
 from devices.labels import Language
 
 ZH: dict[str, str] = {
@@ -83,7 +84,6 @@ ZH: dict[str, str] = {
     "not enough data": "数据不足",
 }
 
-
 @dataclass(frozen=True)
 class Texts:
     """``t("English text")``: the text in ``language``."""
@@ -97,3 +97,9 @@ class Texts:
             return ZH[text]
         except KeyError:
             raise KeyError(f"dashboards/texts.py: no Chinese for {text!r}") from None
+
+    def values(self, values: tuple[str, ...] | list[str]) -> dict[str, str]:
+        """Tag values -> how a legend shows them (unknown ones as they are)."""
+        if self.language == "en":
+            return {}
+        return {v: labels.value(v, "zh") for v in values if v in labels.VALUES}

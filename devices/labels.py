@@ -135,3 +135,17 @@ WORDS: dict[str, tuple[str, str]] = {
 def word(key: str, language: Language) -> str:
     zh, en = WORDS[key]
     return zh if language == "zh" else en
+
+
+#: Tag values people read: the four kinds of sorted waste (the national standard's names),
+#: door access results. key -> (zh, en).
+VALUES: dict[str, tuple[str, str]] = {
+    "kitchen": ("厨余垃圾", "kitchen"), "recyclable": ("可回收物", "recyclable"),
+    "hazardous": ("有害垃圾", "hazardous"), "other": ("其他垃圾", "other"),
+    "granted": ("允许", "granted"), "denied": ("拒绝", "denied"),
+}
+
+
+def value(key: str, language: Language) -> str:
+    zh, en = VALUES[key]
+    return zh if language == "zh" else en

@@ -452,10 +452,11 @@ def test_a_taken_over_device_goes_on_with_its_statistical_detector(rig: ClusterR
     def anomalies() -> list[tuple[str, str]]:
         series = rig.query(f"SELECT state, message FROM alert WHERE device = '{probe}' "
                            "AND rule = 'anomaly'")
-        return [(r[1], r[2].split(":")[0]) for r in series[0]["values"]] if series else []
+        return [(r[1], r[2].split("：")[0]) for r in series[0]["values"]] if series else []
 
     wait_for(anomalies, 60, "the anomaly alert from sct-b")
-    assert anomalies() == [("raised", "unusual together")]
+    # In Chinese, the collector's default (ui.language).
+    assert anomalies() == [("raised", "多项读数同时异常")]
     assert "statistical detectors resumed" in rig.log("sct-b")
     resumed = [line for line in rig.log("sct-b").splitlines()
                if f"partition {_partition(community)} (" in line and "resumed" in line]

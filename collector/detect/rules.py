@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from collector.detect import messages
 from collector.detect.alerts import Verdict
 from collector.settings import DetectSettings
+from devices.labels import Language
 from devices.registry import Device
 from devices.schema import KIND_TAG_VALUES
 
@@ -35,6 +37,14 @@ class Seen:
     settings: DetectSettings
     attrs: Mapping[str, Any]         # the device's registry attributes that passed their check
     moved: bool = False              # stamped later than received: no use for a rate
+    language: Language = "en"        # of the alert messages (the collector: ui.language)
+
+    def say(self, message: str, **values: Any) -> str:
+        """An alert message in this reading's language (``collector/detect/messages.py``)."""
+        return messages.say(self.language, message, **values)
+
+    def noun(self, word: str) -> str:
+        return messages.noun(self.language, word)
 
 
 def _positive_number(value: Any) -> bool:
@@ -102,7 +112,7 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
     f, cfg = s.fields, s.settings
     if s.event == "fault":
         yield Verdict("lamp_fault", True, "warning", 1.0,
-                      f"lamp reports fault {s.detail.get('code', '?')}")
+                      s.say("lamp_fault", code=s.detail.get("code", "?")))
         return
     if f:  # a reading after a fault report: the lamp works again
         yield Verdict("lamp_fault", False, "warning")
@@ -112,12 +122,12 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
         dark = on is False and lux < (cfg.lamp_dark_lux * (2 if was else 1))
         if dark or was:
             yield Verdict("lamp_dark", dark, "warning", lux,
-                          f"lamp off while dark outside ({lux:.0f} lx)")
+                          s.say("lamp_dark", lux=lux))
         was = s.open("lamp_day_burning")
         burning = on is True and lux > cfg.lamp_daylight_lux * (0.5 if was else 1)
         if burning or was:
             yield Verdict("lamp_day_burning", burning, "info", lux,
-                          f"lamp on in daylight ({lux:.0f} lx): wasted energy")
+                          s.say("lamp_day_burning", lux=lux))
     rated = float(s.attrs.get("rated_power_w", 0))
     power, dim = f.get("power_w"), f.get("dim_pct")
     if rated and on and power is not None and dim:
@@ -127,8 +137,8 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
         failing = off_by > cfg.lamp_power_tolerance * (0.7 if was else 1)
         if failing or was:
             yield Verdict("lamp_power", failing, "warning", power,
-                          f"drawing {power:.0f} W, expected about {expected:.0f} W "
-                          f"({off_by:.0%} off): failing driver or lamp", off_by)
+                          s.say("lamp_power", power=power, expected=expected, off_by=off_by),
+                          off_by)
     yield from _counter(s, "energy_kwh")
 
 
@@ -142,7 +152,8 @@ def _counter(s: Seen, name: str) -> Iterator[Verdict]:
         back = value < previous - 1e-9
         if not _quiet(s, "counter_backwards", back):
             yield Verdict("counter_backwards", back, "warning", value,
-                          f"{name} went back from {previous:g} to {value:g}")
+                          s.say("counter_backwards", name=name, previous=previous,
+                                value=value))
 
 
 # --- waste ------------------------------------------------------------------------------
@@ -165,16 +176,16 @@ def waste_bin(s: Seen) -> Iterator[Verdict]:
         was = s.open("bin_full")
         full = fill >= cfg.bin_full_pct - (10 if was else 0)
         if full or was:
-            eta = ""
+            message = s.say("bin_full", fill=fill)
             if rate and rate > 0.1 and fill < 100:
-                eta = f", full in about {(100 - fill) / rate:.1f} h"
-            yield Verdict("bin_full", full, "warning", fill, f"bin at {fill:.0f} %{eta}")
+                message = s.say("bin_full_eta", fill=fill, hours=(100 - fill) / rate)
+            yield Verdict("bin_full", full, "warning", fill, message)
         hours = (s.ts_ms - s.state["emptied_at"]) / HOUR_MS
         limit = cfg.bin_max_hours_between_collections.get(category, 48.0)
         late = hours > limit and fill > 20
         if not _quiet(s, "bin_not_emptied", late):
-            yield Verdict("bin_not_emptied", late, "warning", hours, f"{category} bin not "
-                          f"emptied for {hours:.0f} h (schedule: {limit:.0f} h)")
+            yield Verdict("bin_not_emptied", late, "warning", hours, s.say(
+                "bin_not_emptied", category=s.noun(category), hours=hours, limit=limit))
     temp = f.get("temp_c")
     if temp is not None:
         rise = _rate_per_hour(s, "temp_rate", temp) or 0.0
@@ -183,7 +194,7 @@ def waste_bin(s: Seen) -> Iterator[Verdict]:
             rise >= cfg.bin_temp_rise_c_per_h and temp > 40)
         if risk or was:
             yield Verdict("bin_fire_risk", risk, "critical", temp,
-                          f"bin at {temp:.0f} °C, rising {rise:.0f} °C/h: fire risk")
+                          s.say("bin_fire_risk", temp=temp, rise=rise))
 
 
 # --- water ------------------------------------------------------------------------------
@@ -211,8 +222,7 @@ def _pressure_drop(s: Seen, pressure: float) -> Iterator[Verdict]:
         s.state["pressure_base"] = base + 0.05 * (pressure - base)
     if burst or was:
         yield Verdict("pressure_burst", burst, "critical", pressure,
-                      f"pressure {pressure:.0f} kPa, {drop:.0%} under its usual {base:.0f}: "
-                      "a burst main?", drop)
+                      s.say("pressure_burst", pressure=pressure, drop=drop, base=base), drop)
 
 
 def _night_flow(s: Seen, flow: float) -> Iterator[Verdict]:
@@ -240,8 +250,8 @@ def _night_flow(s: Seen, flow: float) -> Iterator[Verdict]:
     recent = nights[-cfg.leak_nights:]
     leaking = all(n > baseline * rise and n - baseline > 0.05 for n in recent)
     yield Verdict("leak_night_flow", leaking, "warning", recent[-1],
-                  f"night minimum flow {recent[-1]:.2f} m³/h for {cfg.leak_nights} nights, "
-                  f"usually {baseline:.2f}: a leak?", recent[-1] / max(baseline, 1e-6))
+                  s.say("leak_night_flow", flow=recent[-1], nights=cfg.leak_nights,
+                        baseline=baseline), recent[-1] / max(baseline, 1e-6))
 
 
 def water_quality(s: Seen) -> Iterator[Verdict]:
@@ -249,15 +259,15 @@ def water_quality(s: Seen) -> Iterator[Verdict]:
     problems = []
     turbidity, chlorine, ph = f.get("turbidity_ntu"), f.get("chlorine_mg_l"), f.get("ph")
     if turbidity is not None and turbidity > cfg.turbidity_max_ntu:
-        problems.append(f"turbidity {turbidity:.2f} NTU > {cfg.turbidity_max_ntu:g}")
+        problems.append(s.say("turbidity", value=turbidity, limit=cfg.turbidity_max_ntu))
     if chlorine is not None and chlorine < cfg.chlorine_min_mg_l:
-        problems.append(f"free chlorine {chlorine:.3f} mg/L < {cfg.chlorine_min_mg_l:g}")
+        problems.append(s.say("chlorine", value=chlorine, limit=cfg.chlorine_min_mg_l))
     if ph is not None and not cfg.ph_min <= ph <= cfg.ph_max:
-        problems.append(f"pH {ph:.2f} outside {cfg.ph_min:g}-{cfg.ph_max:g}")
+        problems.append(s.say("ph", value=ph, low=cfg.ph_min, high=cfg.ph_max))
     if (turbidity is not None or chlorine is not None or ph is not None) and not _quiet(
             s, "water_quality", bool(problems)):
         yield Verdict("water_quality", bool(problems), "critical", float(len(problems)),
-                      "; ".join(problems) or "quality within the norms")
+                      "; ".join(problems) or s.say("quality_ok"))
 
 
 def water_level(s: Seen) -> Iterator[Verdict]:
@@ -270,18 +280,18 @@ def water_level(s: Seen) -> Iterator[Verdict]:
     was = s.open("level_rising_fast")
     rising = rate > s.settings.level_rise_pct_per_h * (0.5 if was else 1)
     if rising or was:
-        use = str(s.attrs.get("use", "tank")).replace("_", " ")
+        use = s.noun(str(s.attrs.get("use", "tank")))
         yield Verdict("level_rising_fast", rising, "warning", level,
-                      f"{use} filling at {rate:.0f} %/h, now {level:.0f} %")
+                      s.say("level_rising_fast", use=use, rate=rate, level=level))
 
 
 # --- security ---------------------------------------------------------------------------
 
 def door(s: Seen) -> Iterator[Verdict]:
     if s.event == "forced":
-        yield Verdict("door_forced", True, "critical", 1.0, "door forced open")
+        yield Verdict("door_forced", True, "critical", 1.0, s.say("door_forced"))
     elif s.event == "held_open":
-        yield Verdict("door_held_open", True, "warning", 1.0, "door held open")
+        yield Verdict("door_held_open", True, "warning", 1.0, s.say("door_held_open"))
     elif s.event == "access":
         denied: list[int] = s.state.setdefault("denied", [])
         window = int(s.settings.denied_window_s * 1000)
@@ -290,8 +300,8 @@ def door(s: Seen) -> Iterator[Verdict]:
         denied[:] = [t for t in denied if s.ts_ms - t <= window]
         yield Verdict("access_denied_repeatedly", len(denied) >= s.settings.denied_in_a_row,
                       "warning", float(len(denied)),
-                      f"{len(denied)} denied access attempts in "
-                      f"{s.settings.denied_window_s / 60:.0f} min")
+                      s.say("access_denied_repeatedly", n=len(denied),
+                            minutes=s.settings.denied_window_s / 60))
     if s.fields.get("open") is False:  # closed again: the door incidents are over
         yield Verdict("door_forced", False, "critical")
         yield Verdict("door_held_open", False, "warning")
@@ -300,7 +310,7 @@ def door(s: Seen) -> Iterator[Verdict]:
 def smoke(s: Seen) -> Iterator[Verdict]:
     if s.event == "alarm" or s.fields.get("alarm") is True:
         yield Verdict("smoke_alarm", True, "critical", s.fields.get("smoke_db_m", 1.0),
-                      "smoke alarm")
+                      s.say("smoke_alarm"))
     elif s.fields.get("alarm") is False:
         yield Verdict("smoke_alarm", False, "critical")
     yield from _tamper(s)
@@ -308,7 +318,7 @@ def smoke(s: Seen) -> Iterator[Verdict]:
 
 def intrusion(s: Seen) -> Iterator[Verdict]:
     if s.event == "intrusion":
-        yield Verdict("intrusion", True, "critical", 1.0, "intrusion detected")
+        yield Verdict("intrusion", True, "critical", 1.0, s.say("intrusion"))
     elif s.fields.get("armed") is False:
         yield Verdict("intrusion", False, "critical")
     yield from _tamper(s)
@@ -316,7 +326,7 @@ def intrusion(s: Seen) -> Iterator[Verdict]:
 
 def camera(s: Seen) -> Iterator[Verdict]:
     if s.event == "video_loss" or s.fields.get("recording") is False:
-        yield Verdict("camera_video_loss", True, "warning", 0.0, "camera lost its video")
+        yield Verdict("camera_video_loss", True, "warning", 0.0, s.say("camera_video_loss"))
     elif s.fields.get("recording") is True:
         yield Verdict("camera_video_loss", False, "warning")
     yield from _tamper(s)
@@ -324,7 +334,8 @@ def camera(s: Seen) -> Iterator[Verdict]:
 
 def _tamper(s: Seen) -> Iterator[Verdict]:
     if s.event == "tamper":
-        yield Verdict("tamper", True, "warning", 1.0, f"{s.device.kind} tampered with")
+        yield Verdict("tamper", True, "warning", 1.0,
+                      s.say("tamper", kind=s.noun(s.device.kind)))
     elif s.fields:
         yield Verdict("tamper", False, "warning")
 
@@ -347,7 +358,8 @@ def any_device(s: Seen) -> Iterator[Verdict]:
         was = s.open("battery_low")
         low = battery < s.settings.battery_low_pct + (5 if was else 0)
         if low or was:
-            yield Verdict("battery_low", low, "info", battery, f"battery at {battery:.0f} %")
+            yield Verdict("battery_low", low, "info", battery,
+                          s.say("battery_low", battery=battery))
     longest, stuck_field, stuck_value = 0, "", 0.0
     for name in VARYING.get(s.device.kind, ()):
         value = s.fields.get(name)
@@ -361,7 +373,7 @@ def any_device(s: Seen) -> Iterator[Verdict]:
             longest, stuck_field, stuck_value = count, name, value
     if longest and not _quiet(s, "value_stuck", stuck := longest >= s.settings.stuck_readings):
         yield Verdict("value_stuck", stuck, "warning", stuck_value,
-                      f"{stuck_field} stuck at {stuck_value:g} for {longest} readings")
+                      s.say("value_stuck", field=stuck_field, value=stuck_value, n=longest))
 
 # --- the rules' state, typed ------------------------------------------------------------
 

@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from collector.decode import Decoded
+from collector.detect import messages
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
 from collector.detect.multivariate import T2, for_device
 from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
 from collector.files import set_aside, write_atomic
 from collector.settings import DetectSettings
+from devices.labels import Language
 from devices.payloads import ENVELOPE_FIELDS, Event, Telemetry
 from devices.registry import Device, Registry
 
@@ -56,9 +58,12 @@ def local_hour(ts_ms: int) -> float:
 class DetectStage:
     """Rules and detectors for every device; alerts through the book."""
 
-    def __init__(self, registry: Registry, settings: DetectSettings, book: AlertBook) -> None:
+    def __init__(self, registry: Registry, settings: DetectSettings, book: AlertBook,
+                 language: Language = "en") -> None:
         self._registry = registry
         self._settings = settings
+        #: of the alert messages: the collector passes ui.language (zh by default)
+        self._language = language
         self.book = book
         self._state: dict[str, dict[str, Any]] = {}
         self._detectors: dict[tuple[str, str], Surprise | T2] = {}
@@ -130,7 +135,7 @@ class DetectStage:
             state = self._state[device.id] = {}
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail, state,
                     self.book.rules_open(device.id).__contains__, self._settings,
-                    self._attrs.get(device.id, device.attrs), item.moved)
+                    self._attrs.get(device.id, device.attrs), item.moved, self._language)
         verdicts: list[Verdict] = []
         for rule in RULES[device.kind]:
             try:
@@ -164,7 +169,7 @@ class DetectStage:
             rule = f"anomaly_{name}"
             active = score >= (0.5 if seen.open(rule) else 1.0)
             out.append(Verdict(rule, active, "info", value,
-                               f"{name} {value:g} is unusual for this device", score))
+                               seen.say("anomaly_field", name=name, value=value), score))
         return out
 
     def _multivariate(self, device: Device, fields: dict[str, Any],
@@ -192,7 +197,7 @@ class DetectStage:
             return [Verdict("anomaly", False, "info")]
         drivers = ", ".join(f"{names[i]} {share:.0%}" for i, share in detector.drivers()[:2])
         return [Verdict("anomaly", active, "info", score,
-                        f"unusual together: {drivers} of the difference", score)]
+                        seen.say("anomaly", drivers=drivers), score)]
 
     def _presence(self, device: Device, item: Decoded) -> list[Alert]:
         last = self._seen.get(device.id)
@@ -212,7 +217,7 @@ class DetectStage:
             verdicts.append(Verdict("device_silent", False, "warning"))
         if item.online is not None:
             verdicts.append(Verdict("device_offline", not item.online, "warning", 0.0,
-                                    "device says it is offline (or its last will)"))
+                                    messages.say(self._language, "device_offline")))
         elif "device_offline" in opened:
             verdicts.append(Verdict("device_offline", False, "warning"))
         return self.book.observe_all(self._subject(device), verdicts, item.ts_ms) \
@@ -232,8 +237,8 @@ class DetectStage:
                 continue
             alert = self.book.observe(self._subject(device), Verdict(
                 "device_silent", silent, "warning", (now_ms - last) / 1000,
-                f"no reading for {(now_ms - last) / 60_000:.0f} min "
-                f"(usually every {interval / 60_000:.1f} min)"), now_ms)
+                messages.say(self._language, "device_silent", minutes=(now_ms - last) / 60_000,
+                             usual=interval / 60_000)), now_ms)
             if alert is not None:
                 alerts.append(alert)
         return alerts

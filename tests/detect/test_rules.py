@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from collector.decode import Decoded
+from collector.detect import messages
 from collector.detect.alerts import AlertBook
 from collector.detect.stage import DetectStage
 from collector.settings import DetectSettings
+from devices.labels import Language
 from devices.payloads import EVENT_MODELS, TELEMETRY_MODELS
 from devices.registry import from_mapping
 from devices.topics import DeviceTopic
@@ -30,9 +33,9 @@ MIN = 60_000
 
 
 class Run:
-    def __init__(self, **settings: Any) -> None:
+    def __init__(self, language: Language = "en", **settings: Any) -> None:
         self.stage = DetectStage(REGISTRY, DetectSettings(statistical=False, **settings),
-                                 AlertBook())
+                                 AlertBook(), language)
         self.log: list[tuple[str, str, str]] = []
 
     def reading(self, device: str, ts: int, **fields: Any) -> None:
@@ -94,6 +97,24 @@ def test_bin_forecast_is_in_the_message() -> None:
         run.reading("bin", T0 + i * 60 * MIN, fill_pct=fill)
     (alert,) = run.stage.book.open
     assert alert.rule == "bin_full" and "full in about" in alert.message
+
+
+def test_messages_in_chinese_name_the_same_values() -> None:
+    run = Run("zh")
+    for i, fill in enumerate([60.0, 70.0, 80.0, 91.0]):
+        run.reading("bin", T0 + i * 60 * MIN, fill_pct=fill)
+    run.reading("lamp", T0, on=False, lux=2.0)
+    messages_ = {a.rule: a.message for a in run.stage.book.open}
+    assert messages_["bin_full"] == "垃圾桶已满 91 %，约 1.3 小时后装满", messages_
+    assert messages_["lamp_dark"] == "天黑时路灯未亮（2 lx）"
+
+
+def test_every_message_has_both_languages_with_the_same_values() -> None:
+    fields = re.compile(r"{(\w+)")
+    for key, (zh, en) in messages.TEMPLATES.items():
+        assert sorted(fields.findall(zh)) == sorted(fields.findall(en)), key
+        assert re.search(r"[\u4e00-\u9fff]", zh), key
+    assert messages.noun("zh", "kitchen") == "厨余垃圾" and messages.noun("zh", "x_y") == "x y"
 
 
 def test_bin_not_emptied_on_schedule() -> None:
