@@ -1,5 +1,8 @@
 FROM python:3.11-slim
 WORKDIR /app
+# The CJK fonts: `sct report` draws its charts in Chinese (ui.language zh).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY collector ./collector
 COPY devices ./devices

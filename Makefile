@@ -7,12 +7,12 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 DEMO_ARGS ?=
 
-.PHONY: demo test lint unit eval bench system-deps install clean
+.PHONY: demo test lint unit eval bench system-deps test-deps debian-packages install clean
 
 demo: system-deps install
 	$(BIN)/sct demo $(DEMO_ARGS)
 
-test: system-deps install lint
+test: test-deps install lint
 	$(BIN)/pytest
 
 lint: install
@@ -48,18 +48,32 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Mosquitto, InfluxDB 1.x and RabbitMQ (its MQTT plugin is a broker the tests drain through)
-# from Debian. One `apt-get update`, only when something is missing. The tests start their
-# own servers as children, on loopback ports and ports of their own.
+# from Debian, and Noto's CJK fonts (the report's charts are drawn in Chinese); the tests
+# also need Chromium (the report is checked in a real browser). One `apt-get update`, only
+# when something is missing. The tests start their own servers as children, on loopback
+# ports and ports of their own.
+SYSTEM_PACKAGES := mosquitto mosquitto-clients influxdb influxdb-client rabbitmq-server \
+	fonts-noto-cjk
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+
 system-deps:
-	@if [ -x /usr/sbin/mosquitto ] && [ -x /usr/bin/influxd ] && \
-	  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then exit 0; fi; \
+	@$(MAKE) --no-print-directory debian-packages PACKAGES="$(SYSTEM_PACKAGES)" \
+	  NEEDED="/usr/sbin/mosquitto /usr/bin/influxd /usr/lib/rabbitmq/bin/rabbitmq-server \
+	  $(CJK_FONT)"
+
+test-deps:
+	@$(MAKE) --no-print-directory debian-packages \
+	  PACKAGES="$(SYSTEM_PACKAGES) chromium" NEEDED="/usr/sbin/mosquitto /usr/bin/influxd \
+	  /usr/lib/rabbitmq/bin/rabbitmq-server $(CJK_FONT) /usr/bin/chromium"
+
+debian-packages:
+	@missing=0; for f in $(NEEDED); do [ -e $$f ] || missing=1; done; \
+	if [ $$missing = 0 ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "mosquitto, influxd or rabbitmq-server missing: run 'sudo apt-get install" \
-	    "mosquitto mosquitto-clients influxdb influxdb-client rabbitmq-server'" >&2; \
+	  echo "missing system packages: run 'sudo apt-get install $(PACKAGES)'" >&2; \
 	  exit 1; fi; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients influxdb \
-	  influxdb-client rabbitmq-server >/dev/null
+	  apt-get install -y -qq --no-install-recommends $(PACKAGES) >/dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

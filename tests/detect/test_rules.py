@@ -105,7 +105,7 @@ def test_messages_in_chinese_name_the_same_values() -> None:
         run.reading("bin", T0 + i * 60 * MIN, fill_pct=fill)
     run.reading("lamp", T0, on=False, lux=2.0)
     messages_ = {a.rule: a.message for a in run.stage.book.open}
-    assert messages_["bin_full"] == "垃圾桶已满 91 %，约 1.3 小时后装满", messages_
+    assert messages_["bin_full"] == "垃圾桶已装至 91 %，约 1.3 小时后装满", messages_
     assert messages_["lamp_dark"] == "天黑时路灯未亮（2 lx）"
 
 
