@@ -38,16 +38,17 @@ assert tuple(INDICATORS) == schema.KPI_INDICATORS, "schema.KPI_INDICATORS names 
 
 
 #: What each indicator needs before it gives a verdict: ``registry`` (device counts only:
-#: always), ``history`` (its readings for ``kpi.min_history_h``), ``night`` (its readings
-#: over a whole night, 18:00 to 06:00 China time), and whose readings: a kind, ``inlet``
-#: (inlet water meters) or ``any``.
+#: always), ``history`` (its readings for ``kpi.min_history_h``), ``day`` (24 h of its
+#: readings: a mean over every hour of the day, and a night), ``night`` (its readings over a
+#: whole night, 18:00 to 06:00 China time), and whose readings: a kind, ``inlet`` (inlet
+#: water meters) or ``any``.
 NEEDS: dict[str, tuple[str, str]] = {
     "lamps_per_100_households": ("registry", "streetlight"),
     "lamp_availability": ("history", "streetlight"),
     "energy_saving": ("night", "streetlight"),
     "bin_overflow_rate": ("history", "waste_bin"),
     "water_quality_compliance": ("history", "water_quality"),
-    "leak_indicator": ("night", "inlet"),
+    "leak_indicator": ("day", "inlet"),
     "security_per_100_households": ("registry", "door"),
     "device_online_rate": ("history", "any"),
 }
@@ -106,8 +107,11 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings,
         f"SELECT count(ph) FROM water_quality WHERE {window} GROUP BY community",
         f"SELECT count(ph) FROM water_quality WHERE {window} AND turbidity_ntu <= 1 "
         "AND chlorine_mg_l >= 0.05 AND ph >= 6.5 AND ph <= 8.5 GROUP BY community",
-        f"SELECT min(flow_m3h), mean(flow_m3h) FROM water_meter WHERE {window} "
-        "AND role = 'inlet' GROUP BY community, time(1d)",
+        # Each China-time day's minimum (days start at 16:00 UTC), over the window's mean.
+        f"SELECT min(flow_m3h) FROM water_meter WHERE {window} AND role = 'inlet' "
+        "GROUP BY community, time(1d, -8h)",
+        f"SELECT mean(flow_m3h) FROM water_meter WHERE {window} AND role = 'inlet' "
+        "GROUP BY community",
         # The first reading's time of each community (no field is in every reading, so the
         # first row of any field: LIMIT 1 is per group).
         f"SELECT flow_m3h FROM water_meter WHERE {window} AND role = 'inlet' "
@@ -118,30 +122,32 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings,
           for kind in schema.FIELDS),
     ]
     results = [(await query(q))[0] for q in statements]
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     kinds_n = len(schema.FIELDS)
-    firsts = {"inlet": _first_ms(results[7])}
-    for kind, result in zip(schema.FIELDS, results[8:8 + kinds_n], strict=True):
+    firsts = {"inlet": _first_ms(results[8])}
+    for kind, result in zip(schema.FIELDS, results[9:9 + kinds_n], strict=True):
         firsts[kind] = _first_ms(result)
     firsts["any"] = {}
     for kind in schema.FIELDS:
         for community, first in firsts[kind].items():
             firsts["any"][community] = min(first, firsts["any"].get(community, first))
     seen: dict[str, int] = defaultdict(int)
-    for result in results[8 + kinds_n:]:
+    for result in results[9 + kinds_n:]:
         for community, n in _count_devices(result).items():
             seen[community] += n
     data = _Data(lamps_seen=_count_devices(results[0]),
                  saving={c: 1 - v / 100 for c, v in _by_community(results[1]).items()},
                  bins=_by_community(results[2]), full=_by_community(results[3]),
                  quality=_by_community(results[4]), good=_by_community(results[5]),
-                 leak=_leak_indicator(results[6]), seen=seen, firsts=firsts)
+                 leak=_leak_indicator(results[6], _by_community(results[7]), firsts["inlet"],
+                                      now),
+                 seen=seen, firsts=firsts)
     # One pass over the registry, not one per community: it may hold a million devices.
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
     for device in registry.devices.values():
         kinds[device.community.id][device.kind] += 1
         if device.attrs.get(schema.KIND_TAG["water_meter"]) == "inlet":
             kinds[device.community.id]["inlet"] += 1
-    now = int(time.time() * 1000) if now_ms is None else now_ms
     return [_community(registry, cid, kinds[cid], settings, data, now)
             for cid in sorted(registry.communities)]
 
@@ -201,6 +207,8 @@ def _enough(need: tuple[str, str], registered: Mapping[str, int],
         return False
     if what == "history":
         return now_ms - first >= settings.min_history_h * 3_600_000
+    if what == "day":
+        return now_ms - first >= 24 * 3_600_000
     return first <= last_night_start(now_ms)
 
 
@@ -226,14 +234,21 @@ def _count_devices(series: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def _leak_indicator(series: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean over days of (daily minimum / daily mean) of the inlet flow: the night floor."""
+def _leak_indicator(minimums: list[dict[str, Any]], means: dict[str, float],
+                    firsts: dict[str, int], now_ms: int) -> dict[str, float]:
+    """Mean over nights of (the night's minimum inlet flow / the mean flow over the window):
+    the minimum night flow method's floor. A China-time day's minimum is its night's only
+    when its readings cover 02:00-05:00, the quietest hours: other days are left out."""
     out = {}
-    for s in series:
-        ratios = [row[1] / row[2] for row in s["values"]
-                  if row[1] is not None and row[2]]
-        if ratios:
-            out[s["tags"]["community"]] = sum(ratios) / len(ratios)
+    for s in minimums:
+        community = s["tags"]["community"]
+        mean, first = means.get(community), firsts.get(community)
+        if not mean or first is None:
+            continue
+        nights = [row[1] for row in s["values"] if row[1] is not None
+                  and row[0] + 2 * 3_600_000 >= first and row[0] + 5 * 3_600_000 <= now_ms]
+        if nights:
+            out[community] = sum(nights) / len(nights) / mean
     return out
 
 

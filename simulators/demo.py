@@ -41,7 +41,7 @@ class Demo:
     """One demo run; ``run()`` returns the exit code."""
 
     def __init__(self, communities: int, rate: float, duration: float | None,
-                 keep: Path | None, since: str = "1d") -> None:
+                 keep: Path | None, since: str = "37h") -> None:
         self.since = since
         self.communities = communities
         self.rate = rate
