@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ Series = list[dict[str, Any]]
 Query = Callable[[str], Awaitable[list[Series]]]
 
 GOAL = "green-goal.json"
+#: The charts' clock: the communities' own (China Standard Time, no daylight saving).
+CHINA = timezone(timedelta(hours=8))
 #: (board file, start of the panel's title, PNG file name): the charts besides the goal.
 KEY_CHARTS = (
     ("lighting.json", "Power drawn per community", "lamp-power.png"),
@@ -236,11 +238,11 @@ def _series_png(chart: Chart, path: Path, language: Language, names: dict[str, s
             ax.plot(times, values, label=label if len(s["columns"]) == 2 else
                     f"{label} {name}".strip(), linewidth=1.2)
     ax.xaxis.set_major_formatter(
-        mdates.DateFormatter("%m-%d %H:%M", tz=UTC))  # type: ignore[no-untyped-call]
+        mdates.DateFormatter("%m-%d %H:%M", tz=CHINA))  # type: ignore[no-untyped-call]
     more = {"zh": f"（另有 {chart.left_out} 条未画出）",
             "en": f" ({chart.left_out} more series not drawn)"}[language]
     ax.set_title(chart.title + (more if chart.left_out else ""), fontsize=10)
-    ax.set_xlabel({"zh": "时间（UTC）", "en": "time (UTC)"}[language], fontsize=8)
+    ax.set_xlabel({"zh": "北京时间", "en": "China time (UTC+8)"}[language], fontsize=8)
     if chart.series:
         ax.legend(fontsize=7, ncol=2, loc="upper left")
     else:

@@ -56,6 +56,7 @@ STYLE = """
 body { font-family: "Noto Sans CJK SC", "Noto Sans SC", sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 td, th { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th { text-align: center; }
 td.name { text-align: left; white-space: nowrap; }
 td.verdict { white-space: nowrap; }
 .ok { background: #e8f5e9; } .fail { background: #ffebee; } .none { color: #888; }
