@@ -60,6 +60,8 @@ class Collector:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         storage = settings.storage
+        #: (city, community, name) of the registry's communities, for community_info
+        self._names: list[tuple[str, str, str]] = []
         self.counters = Counters()
         self.deadletters = DeadLetterStore(storage.dir, int(storage.deadletter_max_mb * 2**20))
         self.spool = Spool(storage.dir / "spool", int(storage.spool_max_mb * 2**20))
@@ -91,6 +93,7 @@ class Collector:
         """
         s = self.settings
         reg = registry.load(s.registry.path)
+        self._names = [(c.city, c.id, c.name) for c in reg.communities.values()]
         log.info("registry %s: %d communities, %d devices", s.registry.path,
                  len(reg.communities), len(reg.devices))
         if s.source.kind == "amqp":
@@ -318,7 +321,11 @@ class Collector:
 
     async def _kpi_schedule(self, batcher: Batcher,
                             job: Callable[[], Awaitable[list[Point]]]) -> None:
-        """The green-community indicators every ``kpi.interval_s`` (first after a minute)."""
+        """The green-community indicators every ``kpi.interval_s`` (first after a minute);
+        the communities' names at once, so the dashboards' community variable has them
+        from the start."""
+        for point in kpi.info_points(self._names, int(time.time() * 1000)):
+            await batcher.add(encode(point))
         await asyncio.sleep(min(60.0, self.settings.kpi.interval_s))
         while True:
             try:

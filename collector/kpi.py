@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,7 +265,13 @@ def points(kpis: list[CommunityKpi], now_ms: int) -> list[Point]:
         fields += [("meets_target", k.meets), (schema.KPI_MEETS, 1.0 if k.meets else 0.0),
                    (schema.KPI_ASSESSING, k.assessing), (schema.KPI_NAME, k.name)]
         out.append(Point(schema.COMMUNITY_KPI, tags, tuple(fields), now_ms))
-        out.append(Point(schema.COMMUNITY_INFO,
-                         (*tags, (schema.LABEL, schema.community_label(k.name, k.community))),
-                         ((schema.KPI_NAME, k.name),), now_ms))
-    return out
+    return out + info_points([(k.city, k.community, k.name) for k in kpis], now_ms)
+
+
+def info_points(names: Iterable[tuple[str, str, str]], now_ms: int) -> list[Point]:
+    """``community_info`` from (city, community id, name): each community's name and the
+    label the dashboards' community variable shows (``槐中路社区 (bd-mancheng-001)``)."""
+    return [Point(schema.COMMUNITY_INFO,
+                  ((schema.CITY, city), (schema.COMMUNITY, cid),
+                   (schema.LABEL, schema.community_label(name, cid))),
+                  ((schema.KPI_NAME, name),), now_ms) for city, cid, name in names]

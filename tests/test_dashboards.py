@@ -122,6 +122,10 @@ def history(tmp_path_factory: pytest.TempPathFactory, mosquitto: servers.Server,
     wait_for(lambda: stack.latest_metrics().get("rejected_bad_json"), 60, "the refusal counted")
     time_ok = wait_for(lambda: stack.latest_metrics().get("pending") == 0, 60, "all written")
     assert time_ok
+    # The communities' names are written when the collector starts, before any KPI run:
+    # the dashboards' community variable has them from the first minute.
+    names = stack.query('SELECT count("name") FROM community_info')
+    assert names and names[0]["values"][0][1] == len(registry["communities"])
     kpi = stack.sct("kpi")
     assert kpi.returncode == 0, kpi.stderr
     yield stack
