@@ -182,57 +182,11 @@ def goal(t: Texts, target_share: float, target_year: int, plan: dict[int, str]) 
     "share"; the one of ``target_year`` in force), and every community's indicators by the
     plan's areas, with the ones still being assessed (not enough data) apart."""
     b = variables(t, board("sct-green-goal", t("Green-community goal"), ["goal", "kpi"]))
-    cities = (f"FROM {schema.CITY_KPI} WHERE {T} AND city =~ /^$city$/ AND city != "
-              f"'{schema.PROVINCE}'")
 
     def total(field: str) -> str:   # summed over the cities chosen: all = the province
-        return (f"SELECT sum({field}) FROM (SELECT last({field}) AS {field} {cities} "
+        return (f"SELECT sum({field}) FROM (SELECT last({field}) AS {field} {CITIES} "
                 "GROUP BY city)")
 
-    kpi = f"FROM {schema.COMMUNITY_KPI} WHERE {T} AND {FILTER}"
-    indicators = [n for _, names in labels.by_area() for n in names]
-    # Quoted: "name" is an InfluxQL keyword.
-    last = ", ".join(f'last("{n}") AS "{n}"' for n in (schema.KPI_NAME, schema.KPI_ASSESSING,
-                                                       schema.KPI_MEETS, *indicators))
-    enough = ", ".join(f"last({n}_enough) AS {n}" for n in indicators)
-    years = [f"last(ok_{y}) AS ok_{y}" for y in sorted(plan)]
-    # The cities chosen and the province's total, its last row.
-    milestones = (f"SELECT last(meeting) AS meeting, last(assessing) AS assessing, "
-                  f"last(failing) AS failing, last(communities) AS communities, last(share) "
-                  f"AS share, {', '.join(years)} FROM {schema.CITY_KPI} WHERE {T} AND "
-                  f"(city =~ /^$city$/ OR city = '{schema.PROVINCE}') GROUP BY city")
-    verdicts = {"true": t("on track"), "false": t("behind")}
-    areas = {n: f"{labels.area_of(n).name(t.language)} · {labels.indicator(n, t.language)}"
-             for n in indicators}
-    per_city = grid(t("Milestones per city (* the one in force)"), milestones, h=10)
-    per_city = shown_as(values_shown_as(per_city, "city", city_names(t)), {
-        "city": t("City"), "meeting": t("meeting"), "assessing": t("assessing"),
-        "failing": t("failing"), "communities": t("urban communities"),
-        "share": t("share meeting"), **{f"ok_{y}": ("*" if y == target_year else "")
-                                        + f"{y} {t(plan[y])}" for y in plan}})
-    for y in plan:
-        per_city = values_shown_as(per_city, f"ok_{y}", verdicts)
-    if target_share > 0:
-        bars = gauge_bars(t("City share meeting the goal") + f" — {target_share:.0%} "
-                          f"({target_year})", f"SELECT last(share) {cities} GROUP BY city",
-                          unit="percentunit", threshold=target_share, alias="$tag_city")
-    else:
-        bars = gauge_bars(t("Green communities per city") + f" ({target_year})",
-                          f"SELECT last(meeting) {cities} GROUP BY city", unit="short",
-                          alias="$tag_city")
-    table = values_shown_as(values_shown_as(
-        grid(t("Per community: indicators by the plan's areas"),
-             f"SELECT {last} {kpi} GROUP BY community, city", h=12),
-        "city", city_names(t)), schema.KPI_ASSESSING, {"true": t("assessing"), "false": ""})
-    table = shown_as(values_shown_as(table, schema.KPI_MEETS, {"1": t("meets"), "0": ""}), {
-        **areas, "city": t("City"), "community": t("Community"), schema.KPI_NAME: t("name"),
-        schema.KPI_ASSESSING: t("assessing"), schema.KPI_MEETS: t("meets")})
-    waiting = values_shown_as(grid(t("Data enough for a verdict"),
-                                   f"SELECT {enough} {kpi} GROUP BY community, city", h=10),
-                              "city", city_names(t))
-    for n in indicators:
-        waiting = values_shown_as(waiting, n, {"true": "✓", "false": t("not enough data")})
-    waiting = shown_as(waiting, {**areas, "city": t("City"), "community": t("Community")})
     return (b.with_panel(single(t("Communities meeting every indicator"), total("meeting")))
             .with_panel(single(t("Communities being assessed (not enough data)"),
                                total("assessing")))
@@ -240,9 +194,83 @@ def goal(t: Texts, target_share: float, target_year: int, plan: dict[int, str]) 
             .with_panel(single(t("Share of urban communities meeting"),
                                f"SELECT sum(meeting) / sum(communities) FROM (SELECT "
                                f"last(meeting) AS meeting, last(communities) AS communities "
-                               f"{cities} GROUP BY city)", unit="percentunit"))
-            .with_panel(shown_as(bars, city_names(t)))
-            .with_panel(per_city).with_panel(table).with_panel(waiting))
+                               f"{CITIES} GROUP BY city)", unit="percentunit"))
+            .with_panel(_city_bars(t, target_share, target_year))
+            .with_panel(_milestones(t, target_year, plan))
+            .with_panel(_indicators(t)).with_panel(_enough(t)))
+
+
+#: city_kpi of the cities chosen, without the province's total.
+CITIES = f"FROM {schema.CITY_KPI} WHERE {T} AND city =~ /^$city$/ AND city != '{schema.PROVINCE}'"
+#: community_kpi of the cities and communities chosen.
+KPI = f"FROM {schema.COMMUNITY_KPI} WHERE {T} AND {FILTER}"
+#: The indicators in the order of the plan's areas.
+INDICATORS = [n for _, names in labels.by_area() for n in names]
+
+
+def _city_bars(t: Texts, target_share: float, target_year: int) -> Any:
+    """Each city's share against the year in force's target, or its count when that year
+    sets a count."""
+    if target_share > 0:
+        bars = gauge_bars(t("City share meeting the goal") + f" — {target_share:.0%} "
+                          f"({target_year})", f"SELECT last(share) {CITIES} GROUP BY city",
+                          unit="percentunit", threshold=target_share, alias="$tag_city")
+    else:
+        bars = gauge_bars(t("Green communities per city") + f" ({target_year})",
+                          f"SELECT last(meeting) {CITIES} GROUP BY city", unit="short",
+                          alias="$tag_city")
+    return shown_as(bars, city_names(t))
+
+
+def _milestones(t: Texts, target_year: int, plan: dict[int, str]) -> Any:
+    """A row a city chosen and the province's total (its last row): counts, share, and
+    each milestone met or not."""
+    years = [f"last(ok_{y}) AS ok_{y}" for y in sorted(plan)]
+    query = (f"SELECT last(meeting) AS meeting, last(assessing) AS assessing, last(failing) "
+             f"AS failing, last(communities) AS communities, last(share) AS share, "
+             f"{', '.join(years)} FROM {schema.CITY_KPI} WHERE {T} AND (city =~ /^$city$/ "
+             f"OR city = '{schema.PROVINCE}') GROUP BY city")
+    table = values_shown_as(grid(t("Milestones per city (* the one in force)"), query, h=10),
+                            "city", city_names(t))
+    for y in plan:
+        table = values_shown_as(table, f"ok_{y}", {"true": t("on track"),
+                                                   "false": t("behind")})
+    return shown_as(table, {
+        "city": t("City"), "meeting": t("meeting"), "assessing": t("assessing"),
+        "failing": t("failing"), "communities": t("urban communities"),
+        "share": t("share meeting"),
+        **{f"ok_{y}": ("*" if y == target_year else "") + f"{y} {t(plan[y])}" for y in plan}})
+
+
+def _areas(t: Texts) -> dict[str, str]:
+    """Each indicator's column as "area · requirement: indicator"."""
+    return {n: f"{labels.area_of(n).name(t.language)} · {labels.indicator(n, t.language)}"
+            for n in INDICATORS}
+
+
+def _indicators(t: Texts) -> Any:
+    # Quoted: "name" is an InfluxQL keyword.
+    last = ", ".join(f'last("{n}") AS "{n}"' for n in (schema.KPI_NAME, schema.KPI_ASSESSING,
+                                                       schema.KPI_MEETS, *INDICATORS))
+    table = grid(t("Per community: indicators by the plan's areas"),
+                 f"SELECT {last} {KPI} GROUP BY community, city", h=12)
+    table = values_shown_as(table, "city", city_names(t))
+    table = values_shown_as(table, schema.KPI_ASSESSING, {"true": t("assessing"), "false": ""})
+    table = values_shown_as(table, schema.KPI_MEETS, {"1": t("meets"), "0": ""})
+    return shown_as(table, {**_areas(t), "city": t("City"), "community": t("Community"),
+                            schema.KPI_NAME: t("name"), schema.KPI_ASSESSING: t("assessing"),
+                            schema.KPI_MEETS: t("meets")})
+
+
+def _enough(t: Texts) -> Any:
+    """Per community and indicator: enough data for a verdict, or 数据不足."""
+    enough = ", ".join(f"last({n}_enough) AS {n}" for n in INDICATORS)
+    table = values_shown_as(grid(t("Data enough for a verdict"),
+                                 f"SELECT {enough} {KPI} GROUP BY community, city", h=10),
+                            "city", city_names(t))
+    for n in INDICATORS:
+        table = values_shown_as(table, n, {"true": "✓", "false": t("not enough data")})
+    return shown_as(table, {**_areas(t), "city": t("City"), "community": t("Community")})
 
 
 #: The plan's milestones by default: 2020 a count, 2021 and 2022 shares.

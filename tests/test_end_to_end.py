@@ -171,7 +171,8 @@ def test_the_hostile_corpus_over_mqtt(stack: Stack) -> None:
     assert sorted(INJECTIONS) == sorted(codes), "stored exactly, nothing injected"
     measurements = {row[0] for s in stack.query("SHOW MEASUREMENTS") for row in s["values"]}
     assert measurements <= set(KINDS) | {schema.EVENT, schema.DEVICE_STATUS, schema.COLLECTOR,
-                                         schema.ALERT}
+                                         schema.ALERT, schema.COMMUNITY_INFO,
+                                         schema.COMMUNITY_KPI, schema.CITY_KPI}
     tags = {row[1] for s in stack.query("SHOW TAG VALUES WITH KEY = city") for row in s["values"]}
     assert "evil" not in tags and stack.collector.poll() is None
 
