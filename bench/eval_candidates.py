@@ -26,7 +26,7 @@ from bench.eval_detectors import DATASETS
 from bench.scoring import Confusion
 from collector.detect.catalog import ALERTS_PER_DAY, VECTOR_DETECTORS
 from collector.detect.multivariate import budget
-from collector.detect.replay import readings_per_day, vectors
+from collector.detect.replay import hour_of, readings_per_day, vectors
 
 SKIP = 600
 GECCO_COLUMNS = ["Cl", "pH", "Redox", "Leit", "Trueb", "Cl_2"]
@@ -48,7 +48,7 @@ class RiverHST:
         self._n, self._warm = 0, []  # type: tuple[int, list[float]]
         self._m, self._v, self._alarm = 0.0, 1.0, False
 
-    def update(self, x: np.ndarray) -> float:
+    def update(self, x: np.ndarray, hour: int = 0) -> float:
         features = dict(zip(self._columns, x.tolist(), strict=True))
         self._n += 1
         score = float(self._model.score_one(features))
@@ -85,11 +85,11 @@ def flags(rows: list[dict[str, str]], time_column: str, columns: list[str],
           build: Build) -> tuple[list[int], int]:
     detector = build(columns, readings_per_day([r[time_column] for r in rows[:50]]))
     out, scored = [], 0
-    for _, vector in vectors(iter(rows), columns):
+    for row, vector in vectors(iter(rows), columns):
         if vector is None:
             out.append(0)
             continue
-        out.append(int(detector.update(vector) >= 1.0))
+        out.append(int(detector.update(vector, hour_of(row[time_column])) >= 1.0))
         scored += 1
     return out, scored
 

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from collector.detect import multivariate
+from collector.detect import daily, multivariate
 from collector.detect.stats import LevelShift, Profile, RobustOutlier, Surprise
 
 #: The statistical false-alarm budget: one alert per device per 100 days on normal data.
@@ -24,7 +24,7 @@ class Detector(Protocol):
 class VectorDetector(Protocol):
     """A detector over all numeric fields of one device at once."""
 
-    def update(self, x: np.ndarray) -> float: ...
+    def update(self, x: np.ndarray, hour: int = 0) -> float: ...
 
 
 class Combined:
@@ -63,5 +63,6 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 #: device's readings per day and the false-alarm budget in alerts per day (which together
 #: set the threshold), and a warm-up (None: the live one).
 VECTOR_DETECTORS: dict[str, Callable[[int, float, float, int | None], VectorDetector]] = {
-    "t2": multivariate.for_device,
+    "t2": daily.for_device,
+    "t2-plain": multivariate.plain_for_device,
 }

@@ -63,10 +63,11 @@ def budget(alarms_per_day: float, readings_per_day: float) -> float:
     return min(0.5, max(1e-12, alarms_per_day / max(readings_per_day, 1.0)))
 
 
-def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
-               warmup: int | None = None) -> T2:
-    """The detector for one device, as the collector runs it live and ``sct detect replay``
-    offline: the same smoothing, warm-up and budget from the device's reading rate.
+def plain_for_device(dims: int, readings_per_day: float, alerts_per_day: float,
+                     warmup: int | None = None) -> T2:
+    """A T² detector for one device with the live settings (the live detector,
+    ``collector/detect/daily.py``, is two of them): the same smoothing, warm-up and budget
+    from the device's reading rate.
 
     The warm-up covers a day of readings (at least ``WARMUP``, at most ``MAX_WARMUP``): water
     follows a daily cycle, and a model of the morning finds the evening unusual. For the same
@@ -188,8 +189,14 @@ class T2:
         if "_block" not in saved:
             self._block, self._k = np.zeros((self._refresh, self.dims)), 0
 
-    def update(self, x: np.ndarray) -> float:
-        """Score one reading (a vector of the fields, in a fixed order)."""
+    @property
+    def warmup(self) -> int:
+        """Readings learnt before the first score."""
+        return self._warmup
+
+    def update(self, x: np.ndarray, hour: int = 0) -> float:
+        """Score one reading (a vector of the fields, in a fixed order); ``hour`` is not
+        used (the call is the daily detector's)."""
         if self._smooth < 1.0:
             if self._smoothed is None:
                 self._smoothed = np.array(x, dtype=float)
@@ -315,4 +322,9 @@ class T2:
     def _invert(self) -> None:
         # A ridge of a small share of each field's variance keeps constant fields invertible.
         ridge = np.diag(np.maximum(np.diag(self._cov), 1e-12)) * 1e-3 + np.eye(self.dims) * 1e-12
-        self._inv = np.linalg.pinv(self._cov + ridge)
+        try:
+            # The ridged covariance is positive definite: a plain inverse, several times
+            # cheaper than the pseudo-inverse's SVD (it was half of a reading's cost).
+            self._inv = np.linalg.inv(self._cov + ridge)
+        except np.linalg.LinAlgError:
+            self._inv = np.linalg.pinv(self._cov + ridge)

@@ -117,8 +117,9 @@ def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns:
                                      readings_per_day([r[time_column] for r in head]),
                                      alerts_per_day, warmup)
     for row, vector in vectors(itertools.chain(head, rows), value_columns):
-        score = det.update(vector) if vector is not None else 0.0
-        yield row[time_column], score, int(score >= 1.0)
+        stamp = row[time_column]
+        score = det.update(vector, hour_of(stamp)) if vector is not None else 0.0
+        yield stamp, score, int(score >= 1.0)
 
 
 def replay_csv(source: TextIO, out: TextIO, time_column: str, value_columns: list[str],

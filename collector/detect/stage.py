@@ -26,7 +26,8 @@ import numpy as np
 from collector.decode import Decoded
 from collector.detect import messages
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
-from collector.detect.multivariate import T2, for_device
+from collector.detect.daily import Daily, for_device
+from collector.detect.multivariate import T2
 from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
 from collector.files import set_aside, write_atomic
@@ -66,7 +67,7 @@ class DetectStage:
         self._language = language
         self.book = book
         self._state: dict[str, dict[str, Any]] = {}
-        self._detectors: dict[tuple[str, str], Surprise | T2] = {}
+        self._detectors: dict[tuple[str, str], Surprise | Daily] = {}
         self._vectors: dict[str, list[float]] = {}   # t2: each device's last field values
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
@@ -190,8 +191,8 @@ class DetectStage:
             per_day = DAY_MS / interval if interval else 1440.0
             detector = self._detectors[(device.id, "*")] = for_device(
                 len(names), per_day, self._settings.statistical_alerts_per_100_days / 100)
-        assert isinstance(detector, T2)
-        score = detector.update(np.array(last))
+        assert isinstance(detector, Daily)
+        score = detector.update(np.array(last), int(seen.hour))
         active = score >= 1.0
         if not active and not seen.open("anomaly"):
             return [Verdict("anomaly", False, "info")]
@@ -259,7 +260,7 @@ class DetectStage:
         out = {}
         for device in devices:
             detector = self._detectors.get((device, "*"))
-            state = detector.state() if isinstance(detector, T2) else None
+            state = detector.state() if isinstance(detector, Daily) else None
             if state is not None:
                 out[device] = {"t2": state, "last": self._vectors.get(device)}
         return out
@@ -274,7 +275,7 @@ class DetectStage:
             try:
                 if not names or not isinstance(saved, dict):
                     raise ValueError("not a watched device of this registry")
-                detector = T2.from_state(saved.get("t2"))
+                detector = Daily.from_state(saved.get("t2"))
                 last = saved.get("last")
                 if detector.dims != len(names) or not (
                         isinstance(last, list) and len(last) == len(names)
@@ -312,7 +313,7 @@ class DetectStage:
 
 
 def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
-                                           dict[tuple[str, str], Surprise | T2],
+                                           dict[tuple[str, str], Surprise | Daily],
                                            dict[str, tuple[int, float]]]:
     """The three parts of a snapshot, each checked for the shape this version uses.
 
@@ -328,7 +329,7 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
             isinstance(k, str) and isinstance(v, dict) for k, v in state.items()):
         raise ValueError("'state' is not a mapping of device to rule state")
     if not isinstance(detectors, dict) or not all(
-            isinstance(k, tuple) and isinstance(v, Surprise | T2)
+            isinstance(k, tuple) and isinstance(v, Surprise | Daily | T2)
             for k, v in detectors.items()):
         raise ValueError("'detectors' is not a mapping of (device, field) to detector")
     if not isinstance(seen, dict) or not all(
@@ -343,4 +344,6 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
     if dropped:
         log.warning("detector state: %d rule-state entries of the wrong type forgotten (those "
                     "rules learn them again)", dropped)
-    return state, detectors, seen
+    # A plain T2 (a snapshot from before the daily detector) is dropped: the device warms
+    # up again rather than be judged by half of today's model.
+    return state, {k: v for k, v in detectors.items() if isinstance(v, Surprise | Daily)}, seen

@@ -5,17 +5,20 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import random
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
 from collector.detect.alerts import Alert
-from collector.detect.multivariate import MAX_WARMUP, T2, budget, for_device
+from collector.detect.daily import Daily, for_device
+from collector.detect.multivariate import MAX_WARMUP, T2, budget, plain_for_device
 from collector.detect.replay import readings_per_day, replay_csv
 
 
@@ -179,11 +182,11 @@ def test_a_device_taken_over_resumes_its_detector_from_plain_data() -> None:
     held_stage = held.stage  # type: ignore[attr-defined]
     assert held_stage.statistical_states(["other-device"]) == {}
     saved = orjson.loads(orjson.dumps(held_stage.statistical_states(["meter-1"])))
-    assert set(saved) == {"meter-1"} and saved["meter-1"]["t2"]["n"] > 1440
+    assert set(saved) == {"meter-1"} and saved["meter-1"]["t2"]["plain"]["n"] > 1440
     taker, cold = _meter_stage(), _meter_stage()
     assert taker.stage.resume_statistical(saved) == (1, 0)  # type: ignore[attr-defined]
     assert cold.stage.resume_statistical({"meter-1": {"t2": {**saved["meter-1"]["t2"],  # type: ignore[attr-defined]
-                                                            "mean": [1.0]}},
+                                                            "profile": [[1.0]]}},
                                           "nobody": saved["meter-1"]}) == (0, 2)
     # The next collector scores at once, as the first would have; a cold one is muted.
     went_on = [a.state for i in range(1900, 1910) for a in held(i, i >= 1905)]
@@ -195,24 +198,28 @@ def test_a_device_taken_over_resumes_its_detector_from_plain_data() -> None:
 def test_a_state_that_is_not_one_is_refused() -> None:
     det = for_device(2, 1440, 0.01, warmup=300)
     rng = np.random.default_rng(15)
-    for row in _normal(rng, 400)[:, :2]:
-        det.update(row)
+    for i, row in enumerate(_normal(rng, 400)[:, :2]):
+        det.update(row, i // 60 % 24)
     good = det.state()
-    assert good is not None and T2.from_state(good).state() == good
-    for bad in ({**good, "cov": [[1.0, 0.0]]}, {**good, "t": float("nan")},
-                {**good, "n": 10}, {**good, "extra": 1}, {"dims": 2}, "t2", None):
+    assert good is not None and Daily.from_state(good).state() == good
+    plain = good["plain"]
+    for bad in ({**good, "plain": {**plain, "cov": [[1.0, 0.0]]}},
+                {**good, "plain": {**plain, "t": float("nan")}},
+                {**good, "daily": {**plain, "n": 10}}, {**good, "extra": 1},
+                {**good, "profile": [[1.0]] * 24}, {**good, "profile": good["profile"][:3]},
+                {**good, "rate": 0.0}, {"plain": plain}, "t2", None):
         with pytest.raises(ValueError):
-            T2.from_state(bad)
+            Daily.from_state(bad)
     assert for_device(2, 1440, 0.01).state() is None      # still in its warm-up
 
 
 def test_the_live_warm_up_is_a_day_of_readings_within_bounds() -> None:
-    assert for_device(3, 1440, 0.01)._warmup == MAX_WARMUP == 1440      # a reading a minute
-    assert for_device(3, 96, 0.01)._warmup == 300                       # every 15 minutes
-    assert for_device(3, 1440, 0.01, warmup=400)._warmup == 400         # a benchmark's own
+    assert plain_for_device(3, 1440, 0.01)._warmup == MAX_WARMUP == 1440      # a reading a minute
+    assert plain_for_device(3, 96, 0.01)._warmup == 300                       # every 15 minutes
+    assert plain_for_device(3, 1440, 0.01, warmup=400)._warmup == 400         # a benchmark's own
     # Memory: about four days of readings, never forgetting faster than 0.001 a reading.
-    assert for_device(3, 1440, 0.01)._forget == 1 / (4 * 1440)
-    assert for_device(3, 24, 0.01)._forget == 0.001
+    assert plain_for_device(3, 1440, 0.01)._forget == 1 / (4 * 1440)
+    assert plain_for_device(3, 24, 0.01)._forget == 0.001
 
 
 def test_a_fast_device_is_judged_on_half_a_minute_of_its_readings() -> None:
@@ -230,8 +237,8 @@ def test_a_fast_device_is_judged_on_half_a_minute_of_its_readings() -> None:
         found[smooth] = sum(det.update(row) >= 1.0 for row in shifted)
         assert quiet <= 2, (smooth, quiet)
     assert found[1] <= 30 and found[30] >= 500, found
-    assert for_device(3, 86_400, 0.01)._smooth == 1 / 30       # a reading a second
-    assert for_device(3, 1440, 0.01)._smooth == 1.0            # a minute: reading by reading
+    assert plain_for_device(3, 86_400, 0.01)._smooth == 1 / 30       # a reading a second
+    assert plain_for_device(3, 1440, 0.01)._smooth == 1.0            # a minute: reading by reading
 
 
 def test_a_snapshot_from_an_older_version_resumes() -> None:
@@ -276,3 +283,50 @@ def test_replay_runs_the_detector_the_collector_runs_live(tmp_path: Path) -> Non
     assert replay(model="surprise") != replay("--detector", "t2")
     flags = [int(line.rsplit(",", 1)[1]) for line in replay("--warmup", "300").split()[1:]]
     assert sum(flags[:600]) <= 2 and sum(flags[600:]) >= 95
+
+
+def _simulated(kind: str, days: int, count: int) -> list[tuple[np.ndarray, list[int]]]:
+    """``count`` simulated devices of ``kind`` (the demo's registry), a reading a minute for
+    ``days`` days from 08:00 China time: their watched fields and each reading's hour."""
+    from collector.detect.stage import WATCHED
+    from devices.registry import from_mapping
+    from simulators.behaviour import SimDevice
+    from simulators.registry_gen import generate
+
+    registry = from_mapping(generate(4, seed=11))
+    start = 1_795_000_000 - (1_795_000_000 + 8 * 3600) % 86_400 + 8 * 3600
+    out = []
+    for device in [d for d in registry.devices.values() if d.kind == kind][:count]:
+        sim = SimDevice(device, random.Random(device.id), start, [], incidents=False)
+        rows, hours = [], []
+        for i in range(days * 1440):
+            obj, _ = sim.step(start + i * 60)
+            rows.append([obj[name] for name in WATCHED[kind]])
+            hours.append((start + i * 60 + 8 * 3600) % 86_400 // 3600)
+        out.append((np.array(rows, dtype=float), hours))
+    return out
+
+
+def _alarms(detector: Any, rows: np.ndarray, hours: list[int]) -> int:
+    """Alarms raised (a run of scores of 1 or more is one)."""
+    raised, was = 0, False
+    for row, hour in zip(rows, hours, strict=True):
+        now = detector.update(row, hour) >= 1.0
+        raised += now and not was
+        was = now
+    return raised
+
+
+def test_the_daily_peaks_and_a_slow_drift_raise_no_alarm_but_a_burst_does() -> None:
+    # Simulated water meters (demand peaks at 07:00-08:00 and 18:00-20:00, pressure falling
+    # with it) and rain-tank levels (slow drift, no daily cycle), four days each.
+    meters, tanks = _simulated("water_meter", 4, 40), _simulated("water_level", 4, 4)
+    plain = sum(_alarms(plain_for_device(2, 1440, 0.01), r, h) for r, h in meters)
+    assert plain >= 1        # one ellipse for the whole day leaves a peak outside it
+    assert all(_alarms(for_device(2, 1440, 0.01), r, h) == 0 for r, h in meters)
+    assert all(_alarms(for_device(len(r[0]), 1440, 0.01), r, h) == 0 for r, h in tanks)
+    rows, hours = meters[0]
+    det = for_device(2, 1440, 0.01)
+    assert _alarms(det, rows, hours) == 0
+    burst = rows[-60:] * [1.0, 0.6]           # pressure 40 % down for an hour, flow as usual
+    assert sum(det.update(r, h) >= 1.0 for r, h in zip(burst, hours[-60:], strict=True)) >= 55
