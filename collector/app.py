@@ -306,18 +306,14 @@ class Collector:
         """The indicators, stamped at the interval's start: computed twice in one interval
         (a take-over), the second overwrites the first. In cluster mode only the
         communities of the partitions this collector is active on (``mine``)."""
-        kpis = await kpi.compute(reg, writer.query, self.settings.kpi)
+        interval_ms = int(self.settings.kpi.interval_s * 1000)
+        stamp_ms = int(time.time() * 1000) // interval_ms * interval_ms
+        kpis, _, points = await goal.evaluate(reg, writer.query, self.settings.kpi, stamp_ms,
+                                              None if mine is None else mine())
         if mine is not None:
-            communities = mine()
-            kpis = [k for k in kpis if k.community in communities]
             log.info("KPI: %d communities computed (those of the partitions active here)",
                      len(kpis))
-        interval_ms = int(self.settings.kpi.interval_s * 1000)
-        now_ms = int(time.time() * 1000) // interval_ms * interval_ms
-        cities = goal.rollup(reg, kpis, await goal.latest(writer.query, self.settings.kpi),
-                             self.settings.kpi)
-        return [*kpi.points(kpis, now_ms),
-                *goal.points(cities, self.settings.kpi.target_year, now_ms)]
+        return points
 
     async def _kpi_schedule(self, batcher: Batcher,
                             job: Callable[[], Awaitable[list[Point]]]) -> None:

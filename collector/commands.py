@@ -166,13 +166,9 @@ def _kpi(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[list[kpi.CommunityKpi], list[goal.CityGoal]]:
         async with InfluxWriter(settings.influx) as writer:
-            now_ms = int(time.time() * 1000)
-            kpis = await kpi.compute(reg, writer.query, settings.kpi, now_ms)
-            cities = goal.rollup(reg, kpis, await goal.latest(writer.query, settings.kpi),
-                                 settings.kpi)
-            await writer.write(encode_many([
-                *kpi.points(kpis, now_ms),
-                *goal.points(cities, settings.kpi.target_year, now_ms)]))
+            kpis, cities, points = await goal.evaluate(reg, writer.query, settings.kpi,
+                                                       int(time.time() * 1000))
+            await writer.write(encode_many(points))
             return kpis, cities
 
     try:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector import kpi
 from collector.kpi import CommunityKpi
 from collector.settings import KpiSettings
 from devices import labels, schema
@@ -47,9 +48,9 @@ def milestones(settings: KpiSettings, city: str) -> list[Milestone]:
     is given by :func:`province`), by year."""
     county = labels.BY_ID[city].county_level if city in labels.BY_ID else False
     counts = settings.city_minimums_county_level if county else settings.city_minimums
-    out = [Milestone(y, minimum=n) for y, n in counts.items()]
-    out += [Milestone(y, share=s) for y, s in settings.city_targets.items() if y not in counts]
-    return sorted(out, key=lambda m: m.year)
+    return [Milestone(y, minimum=counts.get(y, settings.city_minimums.get(y, 0)))
+            if kind == "count" else Milestone(y, share=settings.city_targets[y])
+            for y, kind in settings.plan().items()]
 
 
 @dataclass
@@ -144,3 +145,18 @@ def points(goals: list[CityGoal], target_year: int, now_ms: int) -> list[Point]:
                           else (f"target_{m.year}", float(m.share or 0.0)))
         out.append(Point(schema.CITY_KPI, ((schema.CITY, g.city),), tuple(fields), now_ms))
     return out
+
+
+async def evaluate(registry: Registry, query: Query, settings: KpiSettings, stamp_ms: int,
+                   only: set[str] | None = None
+                   ) -> tuple[list[CommunityKpi], list[CityGoal], list[Point]]:
+    """One KPI run, as the collector's job and ``sct kpi`` both do it: the communities'
+    indicators (only those in ``only``, cluster mode: the active partitions'), each city's
+    goal over them and the other communities' latest verdicts, and the points of both,
+    stamped ``stamp_ms``."""
+    kpis = await kpi.compute(registry, query, settings)
+    if only is not None:
+        kpis = [k for k in kpis if k.community in only]
+    cities = rollup(registry, kpis, await latest(query, settings), settings)
+    return kpis, cities, [*kpi.points(kpis, stamp_ms),
+                          *points(cities, settings.target_year, stamp_ms)]

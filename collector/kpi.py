@@ -121,7 +121,7 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings,
         *(f'SELECT count(*) FROM "{kind}" WHERE {online} GROUP BY community, device'
           for kind in schema.FIELDS),
     ]
-    results = [(await query(q))[0] for q in statements]
+    results = await query(";\n".join(statements))   # one request, an answer a statement
     now = int(time.time() * 1000) if now_ms is None else now_ms
     kinds_n = len(schema.FIELDS)
     firsts = {"inlet": _first_ms(results[8])}

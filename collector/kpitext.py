@@ -62,12 +62,13 @@ def cities(goals: list[CityGoal], target_year: int, language: Language) -> list[
     heads = {"zh": ["达标", "评估中", "未达标", "城镇社区", "占比"],
              "en": ["meeting", "assessing", "failing", "urban", "share"]}[language]
     count = {"zh": "个数", "en": "count"}[language]
+    total = province(goals)
     milestone_heads = [f"{'*' if m.year == target_year else ''}{m.year} "
                        + (count if m.minimum is not None else f"{(m.share or 0):.0%}")
-                       for m in province(goals).plan]
+                       for m in total.plan]
     lines = [pad(word("city", language), 10) + "".join(pad(h, 9, right=True) for h in heads)
              + "".join(pad(h, 14, right=True) for h in milestone_heads)]
-    for g in [*goals, province(goals)]:
+    for g in [*goals, total]:
         met = g.met()
         name = word(schema.PROVINCE, language) if g.city == schema.PROVINCE else labels.city_name(
             g.city, language)

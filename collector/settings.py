@@ -317,6 +317,13 @@ class KpiSettings(Section):
                              f"{', '.join(c.id for c in labels.CITIES)})")
         return value
 
+    def plan(self) -> dict[int, str]:
+        """year -> ``count`` (a number of green communities: ``city_minimums``) or ``share``
+        (of the city's urban communities: ``city_targets``), in year order."""
+        counts = {*self.city_minimums, *self.city_minimums_county_level}
+        return {y: "count" if y in counts else "share"
+                for y in sorted(counts | set(self.city_targets))}
+
     @property
     def target_share(self) -> float:
         """The share target of ``target_year`` (0 when that year sets a count instead), as

@@ -37,7 +37,7 @@ def _dashboards_build(args: argparse.Namespace) -> int:
     from dashboards import build
 
     settings = config.load(args.config)
-    year, share, plan = settings.kpi.target_year, settings.kpi.target_share, _plan(settings)
+    year, share, plan = settings.kpi.target_year, settings.kpi.target_share, settings.kpi.plan()
     if args.check:
         wrong = build.stale(target_share=share, target_year=year, plan=plan)
         if wrong:
@@ -51,13 +51,6 @@ def _dashboards_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan(settings: config.Settings) -> dict[int, str]:
-    """year -> "count" or "share": the milestones as the configuration sets them."""
-    counts = settings.kpi.city_minimums
-    return {y: "count" if y in counts else "share"
-            for y in sorted({*counts, *settings.kpi.city_targets})}
-
-
 def _dashboards_push(args: argparse.Namespace) -> int:
     import os
 
@@ -69,7 +62,7 @@ def _dashboards_push(args: argparse.Namespace) -> int:
         return 2
     settings = config.load(args.config)
     boards = build.render(settings.kpi.target_share, settings.kpi.target_year,
-                          settings.ui.language, _plan(settings))
+                          settings.ui.language, settings.kpi.plan())
     try:
         pushed = push.push(args.url, token, boards)
     except push.PushError as e:
@@ -91,7 +84,7 @@ def _report(args: argparse.Namespace) -> int:
     from dashboards import build, report
 
     settings = config.load(args.config)
-    year, share, plan = settings.kpi.target_year, settings.kpi.target_share, _plan(settings)
+    year, share, plan = settings.kpi.target_year, settings.kpi.target_share, settings.kpi.plan()
     try:
         range_s = int(duration(args.range))
     except argparse.ArgumentTypeError as e:

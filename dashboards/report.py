@@ -141,8 +141,11 @@ async def gather(query: Query, boards: Mapping[str, str], range_label: str, rang
 
 
 def _city_order(row: Mapping[str, Any]) -> int:
-    ids = [c.id for c in labels.CITIES]
-    return ids.index(row["city"]) if row["city"] in ids else len(ids)
+    return CITY_ORDER.get(row["city"], len(CITY_ORDER))
+
+
+#: The province's order of its cities.
+CITY_ORDER = {c.id: i for i, c in enumerate(labels.CITIES)}
 
 
 def _first_value(series: Series) -> float:

@@ -77,11 +77,13 @@ ZH: dict[str, str] = {
     "Milestones per city (* the one in force)": "各市阶段目标（* 为现行目标）",
     "Per community: indicators by the plan's areas": "各社区指标（按创建内容分类）",
     "Data enough for a verdict": "数据是否足以评定",
-    "meeting": "达标", "assessing": "评估中", "failing": "未达标",
+    "meeting": "达标", "failing": "未达标",
     "urban communities": "城镇社区数", "share meeting": "达标占比",
     "count": "个数", "share": "占比",
-    "on track": "达到", "behind": "落后", "meets": "达标", "name": "名称",
-    "not enough data": "数据不足",
+    "name": "名称",
+    # The words the command line and the report share ("meets", "assessing", "on track",
+    # "behind", "not enough data", ...): devices/labels.py, not spelt twice.
+    **{en: zh for zh, en in labels.WORDS.values()},
 }
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh", "en")
 
 
+def pick(zh: str, en: str, language: Language) -> str:
+    """The text of ``language`` from a pair: every display text here comes in both."""
+    return zh if language == "zh" else en
+
+
 @dataclass(frozen=True, slots=True)
 class City:
     id: str
@@ -25,7 +30,7 @@ class City:
     county_level: bool = False
 
     def name(self, language: Language) -> str:
-        return self.zh if language == "zh" else self.en
+        return pick(self.zh, self.en, language)
 
 
 #: The 11 prefecture-level cities of Hebei and the two directly administered county-level
@@ -57,7 +62,7 @@ class Area:
     en: str
 
     def name(self, language: Language) -> str:
-        return self.zh if language == "zh" else self.en
+        return pick(self.zh, self.en, language)
 
 
 #: The plan's three areas, in its order.
@@ -77,8 +82,8 @@ class Indicator:
 
     def name(self, language: Language, short: bool = False) -> str:
         if short:
-            return self.zh_short if language == "zh" else self.en_short
-        return self.zh if language == "zh" else self.en
+            return pick(self.zh_short, self.en_short, language)
+        return pick(self.zh, self.en, language)
 
 
 #: The green-community indicators by the plan's areas, in display order.
@@ -133,8 +138,7 @@ WORDS: dict[str, tuple[str, str]] = {
 
 
 def word(key: str, language: Language) -> str:
-    zh, en = WORDS[key]
-    return zh if language == "zh" else en
+    return pick(*WORDS[key], language)
 
 
 #: Tag values people read: the four kinds of sorted waste (the national standard's names),
@@ -147,5 +151,4 @@ VALUES: dict[str, tuple[str, str]] = {
 
 
 def value(key: str, language: Language) -> str:
-    zh, en = VALUES[key]
-    return zh if language == "zh" else en
+    return pick(*VALUES[key], language)

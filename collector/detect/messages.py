@@ -83,16 +83,14 @@ NOUNS: dict[str, tuple[str, str]] = {
 
 def say(language: Language, message: str, **values: Any) -> str:
     """The ``message`` with its ``values``, in ``language``."""
-    zh, en = TEMPLATES[message]
-    return (zh if language == "zh" else en).format(**values)
+    return labels.pick(*TEMPLATES[message], language).format(**values)
 
 
 def noun(language: Language, word: str) -> str:
     """A kind, a waste category or a level sensor's use as a message names it; one we have
     no word for as it is (underscores as spaces)."""
     if word in NOUNS:
-        zh, en = NOUNS[word]
-        return zh if language == "zh" else en
+        return labels.pick(*NOUNS[word], language)
     if word in labels.VALUES:
         return labels.value(word, language)
     return word.replace("_", " ")
