@@ -63,11 +63,10 @@ def budget(alarms_per_day: float, readings_per_day: float) -> float:
     return min(0.5, max(1e-12, alarms_per_day / max(readings_per_day, 1.0)))
 
 
-def plain_for_device(dims: int, readings_per_day: float, alerts_per_day: float,
-                     warmup: int | None = None) -> T2:
-    """A T² detector for one device with the live settings (the live detector,
-    ``collector/detect/daily.py``, is two of them): the same smoothing, warm-up and budget
-    from the device's reading rate.
+def settings_for_device(readings_per_day: float, alerts_per_day: float,
+                        warmup: int | None = None) -> dict[str, Any]:
+    """A device's T² settings from its reading rate: the same smoothing, warm-up, memory and
+    budget for the live detector (``collector/detect/daily.py``) and ``t2-plain``.
 
     The warm-up covers a day of readings (at least ``WARMUP``, at most ``MAX_WARMUP``): water
     follows a daily cycle, and a model of the morning finds the evening unusual. For the same
@@ -77,13 +76,59 @@ def plain_for_device(dims: int, readings_per_day: float, alerts_per_day: float,
     smooth = max(1, round(readings_per_day * SMOOTH_S / 86_400))
     if warmup is None:
         warmup = int(min(max(readings_per_day, WARMUP), MAX_WARMUP))
-    forget = min(MAX_FORGET, 1 / (MEMORY_DAYS * readings_per_day))
-    return T2(dims, budget(alerts_per_day, readings_per_day / smooth), warmup=warmup,
-              smooth=smooth, forget=forget)
+    return {"p": budget(alerts_per_day, readings_per_day / smooth), "warmup": warmup,
+            "smooth": smooth, "forget": min(MAX_FORGET, 1 / (MEMORY_DAYS * readings_per_day))}
+
+
+def plain_for_device(dims: int, readings_per_day: float, alerts_per_day: float,
+                     warmup: int | None = None) -> T2:
+    """One T² detector for one device with the live settings (:func:`settings_for_device`);
+    the live detector is a pair (``collector/detect/daily.py``)."""
+    return T2(dims, **settings_for_device(readings_per_day, alerts_per_day, warmup))
+
+
+def tail_of(scores: np.ndarray) -> tuple[float, float, float, float]:
+    """The tail fitted to a warm-up's T² scores: its start (their ``TAIL_QUANTILE``), the
+    number of scores, of those above the start, and the sum of their excesses over it."""
+    t = float(np.quantile(scores, TAIL_QUANTILE))
+    over = scores[scores > t]
+    return t, float(len(scores)), float(len(over)), float((over - t).sum())
+
+
+def threshold(t: float, n_seen: float, n_over: float, excess: float, p: float) -> float:
+    """The T² exceeded with probability ``p``: an exponential tail from the start of the
+    tail ``t`` and the mean excess over it (peaks over threshold, shape 0)."""
+    if n_over < 1:
+        return math.inf
+    return t + excess / n_over * max(0.0, math.log(n_over / (p * n_seen)))
+
+
+def ridged(cov: np.ndarray) -> np.ndarray:
+    """A covariance (or a stack of them) with a thousandth of each field's variance (and
+    1e-12) added to its diagonal: positive definite even with a constant field."""
+    scale, floor = _ridge(cov.shape[-1])
+    out: np.ndarray = cov * scale + floor   # two operations: a ridge built per call cost more
+    return out
+
+
+def inverse(cov: np.ndarray) -> np.ndarray:
+    """The inverse of a covariance (or of a stack of them), :func:`ridged`."""
+    try:
+        # The ridged covariance is positive definite: a plain inverse, several times cheaper
+        # than the pseudo-inverse's SVD (it was half of a reading's cost).
+        return np.linalg.inv(ridged(cov))
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(ridged(cov))
 
 
 @functools.cache
-def _weights(forget: float, k: int) -> np.ndarray:
+def _ridge(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """What multiplies a d×d covariance and what is added to it to ridge it."""
+    return np.ones((d, d)) + np.eye(d) * 1e-3, np.eye(d) * 1e-12
+
+
+@functools.cache
+def fold_weights(forget: float, k: int) -> np.ndarray:
     """The weights of k readings folded at once, oldest first, as k exponential-forgetting
     steps would have given them."""
     return forget * (1 - forget) ** np.arange(k - 1, -1, -1)
@@ -114,41 +159,141 @@ class T2State(BaseModel):
     excess: float = Field(ge=0)
 
 
-class T2:
-    """Streaming T² over ``dims`` fields with a self-calibrating threshold.
+def checked_state(saved: object) -> T2State:
+    """A T² state as another collector wrote it, checked.
 
-    The per-reading path is a subtraction, a matrix-vector product, a dot product and the
-    limit (a few floats: it follows the tail reading by reading, which real data needs, see
-    the README): the readings learnt are kept in a small block (``refresh`` rows) and folded
-    into the mean and covariance at once when it is full, when the inverse is refreshed.
-    Folding k readings with the weights k forgetting steps give them differs from learning
-    them one by one only in the order of ``forget`` squared.
+    Raises:
+        ValueError: not a state this version wrote (a field missing, of the wrong type or
+            shape, or not finite; or still in its warm-up).
+    """
+    s = T2State.model_validate(saved)   # a pydantic ValidationError is a ValueError
+    if len(s.mean) != s.dims or len(s.cov) != s.dims or any(
+            len(row) != s.dims for row in s.cov) or (
+            s.smoothed is not None and len(s.smoothed) != s.dims):
+        raise ValueError(f"a state of {s.dims} fields with vectors of another length")
+    if s.n <= s.warmup:
+        raise ValueError("a state still in its warm-up (never written)")
+    return s
+
+
+def drivers_of(d: np.ndarray, inv: np.ndarray) -> list[tuple[int, float]]:
+    """Each field's share of the T² of deviation ``d`` under ``inv``, largest first."""
+    parts = d * (inv @ d)
+    total = float(parts.sum()) or 1.0
+    return sorted(((i, float(p) / total) for i, p in enumerate(parts)), key=lambda item: -item[1])
+
+
+#: What :meth:`Tail.judge` returns when an alarm has lasted ``relearn`` readings.
+NEW_REGIME = -1.0
+
+
+class Tail:
+    """One T² model's threshold and alarm, from its own scores (peaks over threshold).
+
+    The tail starts at ``t`` (a T² score, the warm-up's ``TAIL_QUANTILE``); above it, an
+    exponential tail of mean excess (the sum of excesses over the number above). Counted with
+    exponential forgetting: of the scores learnt, of those above ``t`` and of their excesses.
+    The tail rests on about one reading in fifty, so it is remembered ten times longer than
+    the mean and covariance (``forget / 10`` a reading): the fit rests on hundreds of
+    exceedances, not a handful. It follows the scores reading by reading, which real data
+    needs (README: a limit refreshed only every 25 readings took SKAB's false alarms to 46 %).
+
+    The counts are kept scaled by ``_scale``, which grows by 1 / (1 - forget / 10) a reading:
+    a reading adds the scale instead of every count being multiplied down, and the limit,
+    made of their ratios, is the same. Divided out when it grows large and for the state.
     """
 
     __slots__ = (
-        "_alarm",
-        "_alarmed",
-        "_block",
-        "_cov",
         "_excess",
-        "_forget",
-        "_inv",
-        "_k",
-        "_last",
-        "_mean",
-        "_n",
+        "_grow",
         "_n_over",
         "_n_seen",
-        "_p",
-        "_refresh",
-        "_relearn",
-        "_smooth",
-        "_smoothed",
-        "_t",
-        "_warm",
-        "_warmup",
-        "dims",
+        "_scale",
+        "alarm",
+        "alarmed",
+        "p",
+        "relearn",
+        "t",
     )
+
+    def __init__(self, p: float, forget: float, relearn: int) -> None:
+        self.p, self.relearn = p, relearn
+        self._grow = 1 / (1 - forget / 10)
+        self.alarm, self.alarmed = False, 0
+        self.t = self._n_seen = self._n_over = self._excess = 0.0
+        self._scale = 1.0
+
+    def fit(self, scores: np.ndarray) -> None:
+        """Start from a warm-up's scores."""
+        self.t, self._n_seen, self._n_over, self._excess = tail_of(scores)
+        self._scale = 1.0
+
+    def limit(self) -> float:
+        """The T² exceeded with probability ``p`` (:func:`threshold`)."""
+        c = self._scale
+        return threshold(self.t, self._n_seen / c, self._n_over / c, self._excess / c, self.p)
+
+    def judge(self, t2: float) -> float:
+        """A T² over the limit: 1.0 or more alarms (an alarm holds while the score stays
+        above half its limit: one incident, one alarm); below 1.0 the reading is usual and
+        the tail learns it; ``NEW_REGIME`` when an alarm has lasted ``relearn`` readings (the
+        owner learns afresh: another duty, another season)."""
+        n_over, scale = self._n_over, self._scale
+        if n_over < scale:          # fewer than one exceedance: no tail to judge by yet
+            score = 0.0
+        else:
+            spread = math.log(n_over / (self.p * self._n_seen))
+            score = t2 / (self.t + self._excess / n_over * spread if spread > 0.0 else self.t)
+        alarm = self.alarm
+        if score >= (0.5 if alarm else 1.0):
+            self.alarm = True
+            self.alarmed += 1
+            if self.alarmed > self.relearn:
+                self.alarm, self.alarmed = False, 0
+                return NEW_REGIME
+            return score if score > 1.0 else 1.0
+        if alarm:
+            self.alarm, self.alarmed = False, 0
+        scale = self._scale = scale * self._grow
+        self._n_seen += scale
+        if t2 > self.t:
+            self._n_over = n_over + scale
+            self._excess += scale * (t2 - self.t)
+        if scale > 1e100:
+            self._rescale()
+        return score if score < 0.999 else 0.999
+
+    def _rescale(self) -> None:
+        c, self._scale = self._scale, 1.0
+        self._n_seen, self._n_over, self._excess = (
+            self._n_seen / c, self._n_over / c, self._excess / c)
+
+    def state(self) -> dict[str, Any]:
+        """The tail's part of a :class:`T2State`."""
+        self._rescale()
+        return {"alarm": self.alarm, "alarmed": self.alarmed, "t": self.t,
+                "n_seen": self._n_seen, "n_over": self._n_over, "excess": self._excess}
+
+    def resume(self, s: T2State) -> None:
+        """The tail a :class:`T2State` describes."""
+        self.alarm, self.alarmed, self.t = s.alarm, s.alarmed, s.t
+        self._n_seen, self._n_over, self._excess = s.n_seen, s.n_over, s.excess
+        self._scale = 1.0
+
+
+class T2:
+    """Streaming T² over ``dims`` fields with a self-calibrating threshold (:class:`Tail`).
+
+    The per-reading path is a subtraction, a matrix-vector product, a dot product and the
+    tail's few floats: the readings learnt are kept in a small block (``refresh`` rows) and
+    folded into the mean and covariance at once when it is full, when the inverse is
+    refreshed. Folding k readings with the weights k forgetting steps give them differs from
+    learning them one by one only in the order of ``forget`` squared.
+    """
+
+    __slots__ = ("_block", "_cov", "_forget", "_inv", "_k", "_last", "_mean", "_n", "_p",
+                 "_refresh", "_relearn", "_smooth", "_smoothed", "_tail", "_warm", "_warmup",
+                 "dims")
 
     def __init__(self, dims: int, p: float, warmup: int = WARMUP, forget: float = 0.001,
                  refresh: int = 25, relearn: int = 1440, smooth: int = 1) -> None:
@@ -168,16 +313,9 @@ class T2:
         self._warm: list[np.ndarray] = []
         self._block: np.ndarray = np.zeros((refresh, dims))
         self._k = 0
-        self._alarm = False
-        self._alarmed = 0
-        # The tail: its start (a T² score), and exponentially weighted counts of the
-        # scores seen, of those above the start, and of their excesses over it.
-        self._t = 0.0
-        self._n_seen = 0.0
-        self._n_over = 0.0
-        self._excess = 0.0
+        self._tail = Tail(p, forget, relearn)
 
-    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         saved = state[1]
         for name, value in saved.items():
             if name in self.__slots__:
@@ -188,6 +326,11 @@ class T2:
             self._smooth, self._smoothed = 1.0, None
         if "_block" not in saved:
             self._block, self._k = np.zeros((self._refresh, self.dims)), 0
+        if "_tail" not in saved:       # ... and from before the tail was an object of its own
+            self._tail = Tail(self._p, self._forget, self._relearn)
+            self._tail.resume(T2State.model_construct(**{
+                name: saved[f"_{name}"]
+                for name in ("alarm", "alarmed", "t", "n_seen", "n_over", "excess")}))
 
     @property
     def warmup(self) -> int:
@@ -213,19 +356,13 @@ class T2:
         d = x - self._mean
         self._last = d
         t2 = float(d.dot(self._inv.dot(d)))
-        score = t2 / self.limit()
-        # Hysteresis: an alarm holds while the score stays above half its threshold.
-        if score >= (0.5 if self._alarm else 1.0):
-            self._alarm = True
-            self._alarmed += 1
-            if self._alarmed > self._relearn:
-                # Not a fault any more but a new regime: learnt afresh, muted meanwhile.
-                self._n, self._alarm, self._alarmed, self._k = 0, False, 0, 0
-                return 0.0
-            return max(score, 1.0)
-        self._alarm, self._alarmed = False, 0
-        self._learn(d, t2)
-        return min(score, 0.999)
+        score = self._tail.judge(t2)
+        if score == NEW_REGIME:     # learnt afresh, muted meanwhile
+            self._n, self._k = 0, 0
+            return 0.0
+        if score < 1.0:
+            self._learn(d)
+        return score
 
     def state(self) -> dict[str, Any] | None:
         """What another collector needs to resume this device (:class:`T2State`, JSON-able),
@@ -238,9 +375,8 @@ class T2:
             dims=self.dims, p=self._p, warmup=self._warmup, forget=self._forget,
             refresh=self._refresh, relearn=self._relearn, smooth=round(1 / self._smooth),
             smoothed=None if self._smoothed is None else self._smoothed.tolist(),
-            n=self._n, mean=self._mean.tolist(), cov=self._cov.tolist(), alarm=self._alarm,
-            alarmed=self._alarmed, t=self._t, n_seen=self._n_seen, n_over=self._n_over,
-            excess=self._excess).model_dump()
+            n=self._n, mean=self._mean.tolist(), cov=self._cov.tolist(),
+            **self._tail.state()).model_dump()
 
     @classmethod
     def from_state(cls, saved: object) -> T2:
@@ -250,36 +386,28 @@ class T2:
             ValueError: not a state this version wrote (a field missing, of the wrong type
                 or shape, or not finite).
         """
-        s = T2State.model_validate(saved)   # a pydantic ValidationError is a ValueError
-        if len(s.mean) != s.dims or len(s.cov) != s.dims or any(
-                len(row) != s.dims for row in s.cov) or (
-                s.smoothed is not None and len(s.smoothed) != s.dims):
-            raise ValueError(f"a state of {s.dims} fields with vectors of another length")
-        if s.n <= s.warmup:
-            raise ValueError("a state still in its warm-up (never written)")
+        s = checked_state(saved)
         det = cls(s.dims, s.p, s.warmup, s.forget, s.refresh, s.relearn, s.smooth)
         det._smoothed = None if s.smoothed is None else np.array(s.smoothed)
-        det._n, det._alarm, det._alarmed = s.n, s.alarm, s.alarmed
+        det._n = s.n
         det._mean, det._cov = np.array(s.mean), np.array(s.cov)
-        det._t, det._n_seen, det._n_over, det._excess = s.t, s.n_seen, s.n_over, s.excess
+        det._tail.resume(s)
         det._invert()
         return det
 
     def limit(self) -> float:
-        """The T² exceeded with probability ``p``: an exponential tail from the start of
-        the tail and the mean excess over it (peaks over threshold, shape 0)."""
-        if self._n_over < 1:
-            return math.inf
-        mean_excess = self._excess / self._n_over
-        return self._t + mean_excess * max(0.0, math.log(
-            self._n_over / (self._p * self._n_seen)))
+        """The T² exceeded with probability ``p``."""
+        return self._tail.limit()
 
     def drivers(self) -> list[tuple[int, float]]:
         """The fields behind the last score, largest share first: (index, share of T²)."""
-        parts = self._last * (self._inv @ self._last)
-        total = float(parts.sum()) or 1.0
-        return sorted(((i, float(p) / total) for i, p in enumerate(parts)),
-                      key=lambda item: -item[1])
+        return drivers_of(self._last, self._inv)
+
+    def settings(self) -> dict[str, Any]:
+        """The arguments this detector was built with."""
+        return {"dims": self.dims, "p": self._p, "warmup": self._warmup, "forget": self._forget,
+                "refresh": self._refresh, "relearn": self._relearn,
+                "smooth": round(1 / self._smooth)}
 
     def _learn_warmup(self) -> None:
         data = np.vstack(self._warm)
@@ -289,23 +417,11 @@ class T2:
         self._invert()
         centred = data - self._mean
         scores = np.einsum("ij,jk,ik->i", centred, self._inv, centred)
-        self._t = float(np.quantile(scores, TAIL_QUANTILE))
-        over = scores[scores > self._t]
-        self._n_seen, self._n_over = float(len(scores)), float(len(over))
-        self._excess = float((over - self._t).sum())
+        self._tail.fit(scores)
 
-    def _learn(self, d: np.ndarray, t2: float) -> None:
+    def _learn(self, d: np.ndarray) -> None:
         self._block[self._k] = d
         self._k += 1
-        # The tail rests on about one reading in fifty: remembered ten times longer than the
-        # mean and covariance, so the fit rests on hundreds of exceedances, not a handful.
-        b = self._forget / 10
-        self._n_seen = (1 - b) * self._n_seen + 1
-        self._n_over *= 1 - b
-        self._excess *= 1 - b
-        if t2 > self._t:
-            self._n_over += 1
-            self._excess += t2 - self._t
         if self._k == self._refresh:
             self._fold()
 
@@ -313,18 +429,11 @@ class T2:
         """The block into the mean and covariance (deviations from the mean they were
         scored against); then a fresh inverse."""
         k, a = self._k, self._forget
-        block, w = self._block[:k], _weights(a, k)
+        block, w = self._block[:k], fold_weights(a, k)
         self._mean += w @ block
         self._cov = (1 - a) ** k * self._cov + (block.T * w) @ block
         self._k = 0
         self._invert()
 
     def _invert(self) -> None:
-        # A ridge of a small share of each field's variance keeps constant fields invertible.
-        ridge = np.diag(np.maximum(np.diag(self._cov), 1e-12)) * 1e-3 + np.eye(self.dims) * 1e-12
-        try:
-            # The ridged covariance is positive definite: a plain inverse, several times
-            # cheaper than the pseudo-inverse's SVD (it was half of a reading's cost).
-            self._inv = np.linalg.inv(self._cov + ridge)
-        except np.linalg.LinAlgError:
-            self._inv = np.linalg.pinv(self._cov + ridge)
+        self._inv = inverse(self._cov)
