@@ -186,8 +186,11 @@ class InfluxSettings(Section):
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5_000
     flush_interval_s: Positive = 1.0
     #: When the broker stalls with messages unacknowledged, the batch is written once it is
-    #: this old (at once when the broker's learnt in-flight window is full).
-    min_batch_age_ms: Annotated[float, Field(ge=0, le=60_000)] = 20.0
+    #: this old (at once when the broker's learnt in-flight window is full). 100 ms, not 20:
+    #: a live fleet's trickle then costs the collector about 70 µs of CPU a message instead
+    #: of about 100 (fewer, larger writes: each write and its acknowledgements are socket
+    #: writes, which cost more than a message's decoding), for at most 80 ms more latency.
+    min_batch_age_ms: Annotated[float, Field(ge=0, le=60_000)] = 100.0
     max_pending_batches: Annotated[int, Field(ge=1)] = 8
     timeout_s: Positive = 10.0
     retry_min_s: Positive = 0.2
