@@ -81,6 +81,10 @@ class Ticket:
             self._acks.send_settled()
 
 
+#: Alerts published within this long of each other leave in one write.
+GATHER_S = 0.005
+
+
 class _AckQueue:
     """The tickets of one connection, acknowledged strictly in arrival order.
 
@@ -198,6 +202,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         self._stopped = False
+        self._soon: list[bytes] = []
 
     # asyncio's side
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -243,6 +248,21 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
+    def write_soon(self, data: bytes) -> None:
+        """Write within ``GATHER_S``, with whatever else is written so meanwhile: alerts
+        raised by a trickle of messages, each its own turn of the event loop, then leave a
+        few in one system call instead of one each (issue 15: their writes were 7 % of a
+        live fleet's collector CPU). Unacknowledged until their PUBACK, so one lost with
+        the connection is sent again after the next (``Outbox``)."""
+        if not self._soon:
+            asyncio.get_running_loop().call_later(GATHER_S, self._write_gathered)
+        self._soon.append(data)
+
+    def _write_gathered(self) -> None:
+        if self._soon:
+            data, self._soon = b"".join(self._soon), []
+            self.write(data)
+
     async def request(self, packet: bytes, reply_kind: int, timeout_s: float) -> bytes:
         """Send a packet and wait for the broker's reply of ``reply_kind``."""
         reply = self._replies[reply_kind] = asyncio.get_running_loop().create_future()
@@ -281,6 +301,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.acks.close()
+        self._write_gathered()
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(wire.DISCONNECT_PACKET)
             self._transport.close()
@@ -418,7 +439,7 @@ class MqttSource:
         again after every reconnect until the broker acknowledges it."""
         conn = self._conn
         connected = conn is not None and conn.subscribed and not conn.lost.done()
-        self.outbox.publish(topic, payload, conn.write if connected and conn else None)
+        self.outbox.publish(topic, payload, conn.write_soon if connected and conn else None)
 
     def stop_taking(self) -> None:
         self._taking = False

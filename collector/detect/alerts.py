@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Container
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
+
+import orjson
 
 from collector.files import set_aside, write_atomic
 from devices import schema
@@ -80,7 +82,9 @@ class Alert:
         return alert_topic(self.community, self.kind, self.device, root)
 
     def payload(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode()
+        # orjson serialises the dataclass itself: json.dumps(asdict(...)) deep-copied every
+        # field first and was 2 % of a live fleet's collector CPU (issue 15's profile).
+        return orjson.dumps(self)
 
 
 _NONE: frozenset[str] = frozenset()
@@ -182,8 +186,7 @@ class AlertBook:
         if self._path is None or not self._changed:
             return
         self._changed = False
-        write_atomic(self._path, json.dumps([asdict(a) for a in self.open],
-                                            ensure_ascii=False).encode())
+        write_atomic(self._path, orjson.dumps(self.open))
 
 
 _ALERT_FIELDS = frozenset(f.name for f in fields(Alert))

@@ -386,3 +386,36 @@ def test_a_fleet_publishing_in_bursts_is_not_taken_for_a_window(
         window.stalled(20)
         window.resumed(0.0004)
     assert window.size == 20 and window.warned
+
+
+def test_alerts_published_together_leave_in_one_write_and_close_sends_them() -> None:
+    class Transport:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+        def is_closing(self) -> bool:
+            return False
+
+        def close(self) -> None:
+            pass
+
+    async def go() -> None:
+        from collector.source import GATHER_S
+        conn = _Connection(100)
+        transport = Transport()
+        conn._transport = transport  # type: ignore[assignment]
+        outbox = Outbox()
+        for n in range(3):
+            outbox.publish("sc/c/alert/door/d", b"%d" % n, conn.write_soon)
+        assert transport.writes == []
+        await asyncio.sleep(GATHER_S * 4)
+        assert len(transport.writes) == 1 and transport.writes[0].count(b"sc/c/alert") == 3
+        outbox.publish("sc/c/alert/door/d", b"last", conn.write_soon)
+        conn.close()              # what waited goes out before the DISCONNECT
+        assert transport.writes[1].endswith(b"last") and transport.writes[2] == \
+            wire.DISCONNECT_PACKET
+
+    asyncio.run(go())
