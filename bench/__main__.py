@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import drain, fleet, live
 from bench.readings import lamps
-from bench.stack import Collector, collector_env, running_servers
+from bench.stack import Collector, collector_env, forget_session, running_servers
 
 
 def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
@@ -49,6 +49,7 @@ def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
                               {"mosquitto": mq.process.pid, "influxd": influx.process.pid})
         finally:
             usage = collector.stop()
+            forget_session(mq.port, env["SCT_MQTT__CLIENT_ID"])
         out.append({"bench": "live", "load": label, **result,
                     "collector_peak_rss_mb": round(usage.peak_rss_mb)})
     return out

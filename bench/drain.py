@@ -43,12 +43,14 @@ from bench.stack import (
     Publisher,
     collector_env,
     count_now,
+    forget_session,
     running_servers,
     top_of_profile,
 )
 from simulators import servers
 
 TOPIC = "sc/+/+/+/telemetry"
+CEILING_CLIENT = "bench-ceiling"
 SHAPES = (("single readings", 1), ("arrays of 50", 50))
 
 
@@ -69,10 +71,11 @@ def queue(port: int, messages: list[tuple[str, bytes]]) -> int:
 
 
 def ceiling(port: int, broker_pid: int, load: Any) -> dict[str, float]:
-    """mosquitto_sub draining what ``load()`` queues for its session: msg/s and CPU."""
+    """mosquitto_sub draining what ``load()`` queues for its session: msg/s and CPU. The
+    session is ended afterwards (``forget_session``)."""
     base = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-c", "-i",
-            "bench-ceiling", "-t", TOPIC]
-    subprocess.run([*base, "-W", "1"], capture_output=True, timeout=30)   # make the session
+            CEILING_CLIENT, "-t", TOPIC]
+    subprocess.run([*base, "-E"], capture_output=True, timeout=30, check=True)   # the session
     messages = load()
     watch = CpuWatch({"mosquitto": broker_pid})
     started = time.monotonic()
@@ -80,6 +83,7 @@ def ceiling(port: int, broker_pid: int, load: Any) -> dict[str, float]:
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)
+    forget_session(port, CEILING_CLIENT)
     if process.returncode != 0:
         raise SystemExit(f"mosquitto_sub failed ({process.returncode})")
     return {"msg_s": messages / seconds, "seconds": seconds,
@@ -87,8 +91,8 @@ def ceiling(port: int, broker_pid: int, load: Any) -> dict[str, float]:
                     **watch.stop()}}
 
 
-def collector_drain(collector: Collector, count: int, landed: Callable[[], int], load: Any,
-                    pids: dict[str, int]) -> dict[str, Any]:
+def collector_drain(port: int, collector: Collector, count: int, landed: Callable[[], int],
+                    load: Any, pids: dict[str, int]) -> dict[str, Any]:
     """Start the collector once (its persistent session), queue ``load()`` while it is away,
     start it again and time it until ``landed()`` reaches ``count``."""
     collector.start()                      # its persistent session now exists
@@ -104,6 +108,7 @@ def collector_drain(collector: Collector, count: int, landed: Callable[[], int],
     done = time.monotonic()
     cpu = watch.stop()
     usage = collector.stop()
+    forget_session(port, collector.env["SCT_MQTT__CLIENT_ID"])
     draining = done - collector.started - collector.ready_s
     return {"messages": messages, "landed": got, "ready_s": round(collector.ready_s, 2),
             "seconds": round(draining, 2), "msg_s": messages / draining,
@@ -136,14 +141,14 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[s
             env = collector_env(work, mq, influx, f"alone-{per_message}",
                                 SCT_INFLUX__URL=discard.url)
             before = discard.lines(KIND)
-            alone = collector_drain(Collector(env, work, raw), count,
+            alone = collector_drain(mq.port, Collector(env, work, raw), count,
                                     lambda b=before: discard.lines(KIND) - b, load(1), pids)
             # (b) end to end, into InfluxDB.
             env = collector_env(work, mq, influx, f"drain-{per_message}")
             database = env["SCT_INFLUX__DATABASE"]
             first = base + 2 * count
             query = f"SELECT count(power_w) FROM {KIND} WHERE time >= {first}ms"
-            full = collector_drain(Collector(env, work), count,
+            full = collector_drain(mq.port, Collector(env, work), count,
                                    partial(count_now, influx_url, database, query), load(2),
                                    pids)
             # InfluxDB's own ceiling for the same points.

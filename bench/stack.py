@@ -203,6 +203,16 @@ def collector_env(work: Path, mq: servers.Server, influx: servers.Server, name: 
             "SCT_STORAGE__DIR": str(work / f"var-{name}"), **extra}
 
 
+def forget_session(port: int, client_id: str) -> None:
+    """End the persistent session of ``client_id`` (a clean-session connect discards it).
+
+    A session left behind stays subscribed: the broker then queues every later message of
+    the bench for it too, which slows the later measurements, and the next client with that
+    id drains those leftovers instead of its own load."""
+    subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-i", client_id,
+                    "-t", "sc/#", "-E"], capture_output=True, timeout=30, check=True)
+
+
 def count_now(influx_url: str, database: str, query: str) -> int:
     """What a ``count`` query says now (0 before the database exists)."""
     try:
