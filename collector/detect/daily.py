@@ -86,7 +86,7 @@ class Daily:
     has its own :class:`~collector.detect.multivariate.Tail` (threshold and alarm).
     """
 
-    __slots__ = ("_buffer", "_centre", "_cov", "_direct", "_forget", "_hours",
+    __slots__ = ("_blocks", "_buffer", "_centre", "_cov", "_direct", "_forget", "_hours",
                  "_last", "_mean", "_n", "_only", "_refresh", "_relearning", "_rows",
                  "_shift", "_smooth", "_smoothed", "_split", "_started", "_tails", "_warm",
                  "_warmup", "_whiten", "dims", "rate")
@@ -96,7 +96,8 @@ class Daily:
                  readings_per_hour: float = 60.0) -> None:
         self.dims = d = dims
         self._warmup, self._forget, self._refresh = warmup, forget, refresh
-        #: A fast device is judged on the exponentially weighted mean of its readings.
+        #: A fast device is judged on the exponentially weighted mean of each view of its
+        #: readings (2×d: the reading, and its difference from the hour's usual).
         self._smooth = 1.0 / smooth
         self._smoothed: np.ndarray | None = None
         #: The profile's learning rate: about MEMORY_DAYS days of this hour's readings.
@@ -106,7 +107,8 @@ class Daily:
         #: What each view takes from a reading at each hour (24×2×d): nothing for the plain
         #: one, the hour's usual (the profile) for the daily one; None until the warm-up ends.
         self._shift: np.ndarray | None = None
-        #: Past the first warm-up and not smoothed: the reading is scored as it is.
+        #: Past the first warm-up and not smoothed: the reading is scored as it is (else its
+        #: smoothed views are).
         self._direct = False
         self._mean = np.zeros((2, d))
         self._cov = np.zeros((2, d, d))
@@ -115,10 +117,13 @@ class Daily:
         #: is both models' whitened deviations, whose squares sum to their T².
         self._whiten = np.zeros((2 * d, d))
         self._centre = np.zeros((24, 2 * d))
+        #: The two whitening maps as one block-diagonal matrix (transposed), for the smoothed
+        #: views: both deviations, flattened, times it are both whitened deviations.
+        self._blocks = np.zeros((2 * d, 2 * d))
         #: Sums a 2d-vector's halves (the two T² from the squares of their halves).
         self._split = np.zeros((2 * d, 2))
         self._split[:d, PLAIN] = self._split[d:, DAILY] = 1.0
-        #: The last reading scored (smoothed if the device is).
+        #: The last reading scored (a fast device's: its smoothed views).
         self._last = np.zeros(d)
         self._tails = (Tail(p, forget, relearn), Tail(p, forget, relearn))
         #: Readings seen, and the reading each model (re)started at.
@@ -156,12 +161,13 @@ class Daily:
         self._n += 1
         if self._direct:        # the usual device: past its warm-up, not smoothed
             r = x
+            u = self._whiten.dot(x) - self._centre[h]
         else:
-            smoothed = self._smoothed_reading(x, h)
-            if smoothed is None:
+            views = self._smoothed_views(x, h)
+            if views is None:
                 return 0.0
-            r = smoothed
-        u = self._whiten.dot(r) - self._centre[h]
+            r = views
+            u = (views - self._mean).ravel().dot(self._blocks)
         t2p, t2d = (u * u).dot(self._split).tolist()
         self._last = r
         if self._relearning:
@@ -179,18 +185,19 @@ class Daily:
                 self._new_regime(sp == NEW_REGIME, sd == NEW_REGIME)
         return self._learn_some(r, h, sp, sd)
 
-    def _smoothed_reading(self, x: np.ndarray, h: int) -> np.ndarray | None:
-        """The reading to score for a device in its first warm-up (None: it is gathered) or
-        smoothed (a fast device: the exponentially weighted mean of its readings)."""
+    def _smoothed_views(self, x: np.ndarray, h: int) -> np.ndarray | None:
+        """For a device in its first warm-up, None (the reading is gathered); for a fast
+        device, each view's exponentially weighted mean (the reading, and its difference
+        from the hour's usual, each smoothed: the step between two hours' usuals is
+        smoothed over the same 30 s as the readings)."""
         if self._shift is None:
             self._buffer.append((np.array(x, dtype=float), h))
             if len(self._buffer) >= self._warmup:
                 self._learn_profile()
             return None
-        if self._smoothed is None:
-            return x
-        # A new array, not in place: the block keeps the readings it is given.
-        self._smoothed = self._smoothed + self._smooth * (x - self._smoothed)
+        assert self._smoothed is not None
+        # A new array, not in place: the block keeps the views it is given.
+        self._smoothed = self._smoothed + self._smooth * (x - self._shift[h] - self._smoothed)
         return self._smoothed
 
     def _learn_some(self, r: np.ndarray, h: int, sp: float, sd: float) -> float:
@@ -210,7 +217,8 @@ class Daily:
         """The fields behind the last score (the plain model's: the difference from the
         device's usual), largest share first."""
         whiten = self._whiten[:self.dims]
-        return drivers_of(self._last - self._mean[PLAIN], whiten.T @ whiten)
+        last = self._last if self._direct else self._last[PLAIN]
+        return drivers_of(last - self._mean[PLAIN], whiten.T @ whiten)
 
     def _learn_profile(self) -> None:
         """Each hour's mean over the warm-up (the warm-up's mean for hours it did not see);
@@ -223,11 +231,11 @@ class Daily:
         for h in np.unique(hours):
             shift[h, DAILY] = data[hours == h].mean(axis=0)
         self._shift = shift
-        if self._smooth < 1.0:          # smoothed as they came, as later readings will be
-            for i in range(1, len(data)):
-                data[i] = data[i - 1] + self._smooth * (data[i] - data[i - 1])
-            self._smoothed = data[-1].copy()
         views = data[:, None, :] - shift[hours]
+        if self._smooth < 1.0:          # smoothed as they came, as later readings will be
+            for i in range(1, len(views)):
+                views[i] = views[i - 1] + self._smooth * (views[i] - views[i - 1])
+            self._smoothed = views[-1].copy()
         for k in VIEWS:
             self._fit(k, views[:, k])
         self._direct = self._smoothed is None
@@ -256,9 +264,9 @@ class Daily:
             whiten = np.sqrt(np.maximum(values, 0.0))[..., :, None] * vectors.transpose(0, 2, 1)
         self._whiten = whiten.reshape(2 * d, d)
         # Each hour's centre, both models at once: (shift + mean) by the block-diagonal W'.
-        both = np.zeros((2 * d, 2 * d))
-        both.flat[_diagonal_blocks(d)] = whiten.transpose(0, 2, 1)
-        self._centre = (self._shift + self._mean).reshape(24, 2 * d).dot(both)
+        self._blocks = np.zeros((2 * d, 2 * d))
+        self._blocks.flat[_diagonal_blocks(d)] = whiten.transpose(0, 2, 1)
+        self._centre = (self._shift + self._mean).reshape(24, 2 * d).dot(self._blocks)
 
     def _new_regime(self, *which: bool) -> None:
         """The models whose alarm lasted ``relearn`` readings: not a fault any more but a new
@@ -285,7 +293,7 @@ class Daily:
                 if score == NEW_REGIME:
                     self._new_regime(k == PLAIN, k == DAILY)
             else:
-                warm.append(r - self._shift[h, k])
+                warm.append(r - self._shift[h, k] if self._direct else r[k])
                 if len(warm) == self._warmup:
                     self._warm[k] = None
                     self._fit(k, np.array(warm))
@@ -299,12 +307,16 @@ class Daily:
         were scored against) and into the profile; then the inverses afresh."""
         assert self._shift is not None
         a, hours = self._forget, self._hours
-        # Each row's deviations, as it was scored (nothing moved since). Most blocks lie
-        # within one hour, whose offsets are then one row for all.
+        # Each row's deviations, as it was scored (nothing moved since): a reading less its
+        # hour's offsets (most blocks lie within one hour: one row of offsets for all), or
+        # a fast device's smoothed views less the means.
         one_hour = hours.count(hours[0]) == len(hours)
-        offsets = self._shift + self._mean
-        block = np.array(self._rows)[:, None, :] - (
-            offsets[hours[0]] if one_hour else offsets[hours])
+        if self._direct:
+            offsets = self._shift + self._mean
+            block = np.array(self._rows)[:, None, :] - (
+                offsets[hours[0]] if one_hour else offsets[hours])
+        else:
+            block = np.array(self._rows) - self._mean
         if not self._only:     # the usual block: both models learnt every row
             k = len(block)
             w = fold_weights(a, k)
@@ -343,11 +355,11 @@ class Daily:
             return None
         if self._rows:
             self._fold()
-        smoothed = None if self._smoothed is None else self._smoothed.tolist()
         models = [T2State(
             dims=self.dims, p=self._tails[k].p, warmup=self._warmup, forget=self._forget,
             refresh=self._refresh, relearn=self._tails[k].relearn,
-            smooth=round(1 / self._smooth), smoothed=smoothed, n=self._n - self._started[k],
+            smooth=round(1 / self._smooth), n=self._n - self._started[k],
+            smoothed=None if self._smoothed is None else self._smoothed[k].tolist(),
             mean=self._mean[k].tolist(), cov=self._cov[k].tolist(), **self._tails[k].state())
             for k in VIEWS]
         return DailyState(plain=models[PLAIN], daily=models[DAILY],
@@ -355,8 +367,7 @@ class Daily:
 
     @classmethod
     def from_state(cls, saved: object) -> Daily:
-        """The detector :meth:`state` described (the plain model's smoothed reading is the
-        one both are scored on).
+        """The detector :meth:`state` described.
 
         Raises:
             ValueError: not a state this version wrote.
@@ -375,7 +386,7 @@ class Daily:
         det._shift = np.zeros((24, 2, det.dims))
         det._shift[:, DAILY] = s.profile
         if models[PLAIN].smoothed is not None:
-            det._smoothed = np.array(models[PLAIN].smoothed)
+            det._smoothed = np.array([m.smoothed for m in models])
         det._direct = det._smoothed is None
         det._mean = np.array([m.mean for m in models])
         det._cov = np.array([m.cov for m in models])

@@ -125,3 +125,21 @@ def test_states_whose_parts_disagree_are_refused() -> None:
         with pytest.raises(ValueError):
             Daily.from_state(bad)
     assert isinstance(T2.from_state(good["plain"]), T2)     # each part is a T² state
+
+
+def test_a_fast_device_resumes_with_both_smoothed_views() -> None:
+    # A reading a second: each model's view is smoothed on its own (the daily one's is the
+    # smoothed difference from the hour's usual), and a take-over carries both.
+    rng = np.random.default_rng(6)
+    det = for_device(2, 86_400, 0.01)
+    rows = rng.normal([1.0, 2.0], 0.1, (3000, 2))
+    hours = [i // 1200 % 24 for i in range(3000)]          # the hour turns in the warm-up
+    for row, hour in zip(rows, hours, strict=True):
+        det.update(row, hour)
+    state = det.state()
+    assert state is not None
+    assert state["plain"]["smoothed"] != state["daily"]["smoothed"]
+    resumed = Daily.from_state(state)
+    assert resumed.state() == state
+    row = rng.normal([1.0, 2.0], 0.1)
+    assert resumed.update(row, 2) == det.update(row, 2)
