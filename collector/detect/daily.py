@@ -317,24 +317,19 @@ class Daily:
                 offsets[hours[0]] if one_hour else offsets[hours])
         else:
             block = np.array(self._rows) - self._mean
-        if not self._only:     # the usual block: both models learnt every row
-            k = len(block)
-            w = fold_weights(a, k)
-            self._add_to_profile(block[:, DAILY], hours, one_hour)
-            self._mean += (w @ block.reshape(k, -1)).reshape(self._mean.shape)
-            views = block.transpose(1, 0, 2)
-            self._cov = (1 - a) ** k * self._cov + (views.transpose(0, 2, 1) * w) @ views
-        else:
-            for m in VIEWS:
+        for m in VIEWS:
+            part, part_hours = block[:, m], hours
+            if self._only:     # rows one model learnt alone (or neither, since dropped)
                 rows = [i for i in range(len(block)) if self._only.get(i, m) == m]
-                if not rows:
-                    continue
-                part = block[rows, m]
-                if m == DAILY:
-                    self._add_to_profile(part, [hours[i] for i in rows], one_hour)
-                w = fold_weights(a, len(rows))
-                self._mean[m] += w @ part
-                self._cov[m] = (1 - a) ** len(rows) * self._cov[m] + (part.T * w) @ part
+                part, part_hours = block[rows, m], [hours[i] for i in rows]
+            if not part_hours:
+                continue
+            if m == DAILY:
+                self._add_to_profile(part, part_hours, one_hour)
+            k = len(part_hours)
+            w = fold_weights(a, k)
+            self._mean[m] += w @ part
+            self._cov[m] = (1 - a) ** k * self._cov[m] + (part.T * w) @ part
         self._rows, self._hours, self._only = [], [], {}
         self._prepare()
 
