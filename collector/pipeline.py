@@ -1,6 +1,6 @@
 """The synchronous middle of the flow: one message -> what to write, what to keep, what to tell.
 
-    Inbound --decode--> Decoded --stamp--> --enrich--> Point --encode--> line     (ingest)
+    Inbound --decode--> Decoded --stamp--> --enrich--> line                       (ingest)
          \\______________\\________________________\\____> Reject (reason, detail)
                                 Decoded --detect--> Alert --encode--> line      (analytics)
 
@@ -140,6 +140,6 @@ class Pipeline:
             if isinstance(out, Reject):
                 rejects.append(out)
             else:
-                lines.append(encode(out))
+                lines.append(out)
                 accepted.append(item)
         return accepted, lines

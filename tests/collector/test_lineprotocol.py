@@ -5,9 +5,19 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from collector.sink.lineprotocol import encode, encode_many, escape_key, format_value
-from devices.schema import Point
+from collector.sink.lineprotocol import (
+    encode,
+    encode_many,
+    escape_key,
+    field_keys,
+    format_value,
+    reading_line,
+    series,
+)
+from devices.schema import FIELDS, Point
 from simulators import servers
 
 
@@ -61,3 +71,17 @@ def test_awkward_text_round_trips_through_influxdb(influxdb: servers.Server) -> 
         assert (row["tag key"], row["t=k"], row["field key,1"]) == (text, text, text)
         assert row["multi"] == text + "\nsecond line"
         assert (row["f"], row["i"], row["b"]) == (0.1, 7, False)
+
+
+@given(st.sampled_from(sorted(FIELDS)), st.data())
+def test_a_reading_line_is_the_line_of_its_point(kind: str, data: st.DataObject) -> None:
+    """The reading hot path writes exactly what encoding the reading's point would."""
+    names = FIELDS[kind]
+    value = st.one_of(st.none(), st.booleans(),
+                      st.floats(allow_nan=False, allow_infinity=False, width=64))
+    values = {name: data.draw(value) for name in names}
+    tags = (("city", "石家庄"), ("community", "c 1"), ("device", "d,1"), ("district", "q=x"))
+    ts = data.draw(st.integers(0, 2**62))
+    line = reading_line(series(kind, tags), field_keys(names), values, ts)
+    fields = tuple((n, v) for n, v in values.items() if v is not None)
+    assert line == encode(Point(kind, tags, fields, ts))
