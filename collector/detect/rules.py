@@ -29,7 +29,8 @@ class Seen:
     device: Device
     ts_ms: int
     hour: float                      # local hour of the day (China Standard Time)
-    fields: dict[str, Any]
+    fields: dict[str, Any]           # a reading's values by name, None when not sent; empty
+                                     # for an event. Read only: it is the model's own dict
     event: str | None
     detail: dict[str, Any]           # an event's own fields (result, method, code)
     state: dict[str, Any]            # this device's rule state, kept between readings
@@ -114,7 +115,7 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
         yield Verdict("lamp_fault", True, "warning", 1.0,
                       s.say("lamp_fault", code=s.detail.get("code", "?")))
         return
-    if f:  # a reading after a fault report: the lamp works again
+    if f and s.open("lamp_fault"):  # a reading after a fault report: the lamp works again
         yield Verdict("lamp_fault", False, "warning")
     on, lux = f.get("on"), f.get("lux")
     if on is not None and lux is not None:
