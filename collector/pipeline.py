@@ -36,7 +36,10 @@ Stamper = Callable[[Inbound, str], Stamp]
 Fresh = Callable[[list[Decoded]], list[Decoded]]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though nothing changes one once built (``dataclasses.replace`` makes a new
+# one): a frozen dataclass sets each field through object.__setattr__, 4x the cost of
+# building it (0.69 against 0.15 µs), and one is built per message.
+@dataclass(slots=True)
 class Processed:
     """What one message produced: lines to write (readings, then alert points), refusals to
     keep, alert transitions to publish, and how many readings were stamped on receipt."""

@@ -93,9 +93,10 @@ class Telemetry(Envelope):
     @model_validator(mode="after")
     def _has_a_reading(self) -> Telemetry:
         values = self.__dict__
-        if not any(values[name] is not None for name in reading_fields(type(self))):
-            raise ValueError("no reading field in the object")
-        return self
+        for name in reading_fields(type(self)):   # a loop: any() over a generator costs 2x
+            if values[name] is not None:
+                return self
+        raise ValueError("no reading field in the object")
 
 
 class StreetlightTelemetry(Telemetry):

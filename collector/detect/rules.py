@@ -310,7 +310,8 @@ def door(s: Seen) -> Iterator[Verdict]:
 
 def smoke(s: Seen) -> Iterator[Verdict]:
     if s.event == "alarm" or s.fields.get("alarm") is True:
-        yield Verdict("smoke_alarm", True, "critical", s.fields.get("smoke_db_m", 1.0),
+        density = s.fields.get("smoke_db_m")   # None: not sent (or sent as null)
+        yield Verdict("smoke_alarm", True, "critical", 1.0 if density is None else density,
                       s.say("smoke_alarm"))
     elif s.fields.get("alarm") is False:
         yield Verdict("smoke_alarm", False, "critical")

@@ -172,6 +172,18 @@ def test_security_events() -> None:
     assert run.states("camera_video_loss") == ["raised", "cleared"]
 
 
+def test_a_smoke_alarm_without_its_density_still_becomes_an_alert_point() -> None:
+    """A reading's fields not sent (or sent as null) are None to the rules, never a default."""
+    from collector.sink.lineprotocol import encode
+    for sent in ({}, {"smoke_db_m": None}):
+        stage = DetectStage(REGISTRY, DetectSettings(statistical=False), AlertBook())
+        body = TELEMETRY_MODELS["smoke"].model_validate({"ts": T0, "alarm": True, **sent})
+        (alert,) = stage.observe(Decoded(DeviceTopic("c1", "smoke", "smoke", "telemetry"),
+                                         body, T0, None, {}))
+        assert (alert.rule, alert.state, alert.value) == ("smoke_alarm", "raised", 1.0)
+        assert b"value=1.0," in encode(alert.point())
+
+
 def test_any_device_battery_stuck_offline_and_silent() -> None:
     run = Run(stuck_readings=5, silent_min_s=60)
     for i in range(6):
