@@ -113,9 +113,17 @@ class Parser:
             length = buf[at + 1]
             head = at + 2
             if length & 0x80:
-                length, head = self._long_length(buf, at + 1, end)
-                if head < 0:
-                    break
+                if end - at >= 3 and not buf[at + 2] & 0x80:
+                    # Two bytes (128 B to 16 KB): a reading of every field of its kind, so
+                    # the common case, read inline (a call was 7 % of a drain's samples).
+                    length = (length & 0x7F) | buf[at + 2] << 7
+                    head = at + 3
+                    if length > self._max_packet:
+                        raise BrokerError(f"a packet of {length} bytes is over the limit")
+                else:
+                    length, head = self._long_length(buf, at + 1, end)
+                    if head < 0:
+                        break
             stop = head + length
             if stop > end:
                 break

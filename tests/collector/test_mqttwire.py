@@ -117,6 +117,12 @@ def test_what_is_not_mqtt_is_a_broker_error(data: bytes, says: str) -> None:
         parser(Seen(), max_packet=2**20).feed(data)
 
 
+def test_the_packet_limit_holds_for_two_byte_lengths_too() -> None:
+    """Lengths of 128 B to 16 KB are read inline; the limit is still checked there."""
+    with pytest.raises(BrokerError, match="300 bytes is over the limit"):
+        parser(Seen(), max_packet=200).feed(b"\x30" + wire._length(300) + b"\x00\x01t")
+
+
 def test_pubacks_of_several_messages_in_one_write() -> None:
     assert wire.pubacks([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
 
