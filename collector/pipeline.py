@@ -16,7 +16,7 @@ journal) are wired in ``app.py``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from collector.decode import Decoded, Decoder
@@ -44,9 +44,11 @@ class Processed:
     """What one message produced: lines to write (readings, then alert points), refusals to
     keep, alert transitions to publish, and how many readings were stamped on receipt."""
 
-    lines: tuple[bytes, ...]
-    rejects: tuple[Reject, ...]
-    alerts: tuple[Alert, ...]
+    # Lists, not tuples: built once per message, read once by the caller (a tuple each
+    # was a copy each).
+    lines: list[bytes]
+    rejects: list[Reject]
+    alerts: Sequence[Alert]
     stamped: int
 
 
@@ -78,13 +80,14 @@ class Pipeline:
         """
         counters = self._counters
         n = len(msgs)
+        counters.received += n
         decoded: list[list[Decoded]] = [[] for _ in range(n)]
         rejects: list[list[Reject]] = [[] for _ in range(n)]
         stamped = [0] * n
         failed: list[Exception | None] = [None] * n
         for i, msg in enumerate(msgs):
-            counters.received += 1
-            counters.redelivered += msg.redelivered
+            if msg.redelivered:
+                counters.redelivered += 1
             try:
                 decoded[i], rejects[i], stamped[i] = self._decode(msg)
             except Exception as exc:
@@ -107,20 +110,23 @@ class Pipeline:
                 rejects[i] = [Reject(msg.topic, msg.payload, "internal_error",
                                      f"{type(error).__name__}: {error}", msg.received_ms)]
         out = []
+        detect, fresh = self._detect, self._fresh
+        written = 0
         for i in range(n):
-            counters.accepted += len(lines[i])
+            written += len(lines[i])
             for reject in rejects[i]:
                 counters.reject(reject.reason)
-            alerts: list[Alert] = []
+            alerts: Sequence[Alert] = ()
             items = accepted[i]
-            if self._fresh is not None and items:
-                items = self._fresh(items)
-            if self._detect is not None and items:
-                alerts = self._detect.observe_many(items)
-                counters.alerts += len(alerts)
-                lines[i].extend([encode(alert.point()) for alert in alerts])
-            out.append(Processed(tuple(lines[i]), tuple(rejects[i]), tuple(alerts),
-                                 stamped[i]))
+            if fresh is not None and items:
+                items = fresh(items)
+            if detect is not None and items:
+                alerts = detect.observe_many(items)
+                if alerts:
+                    counters.alerts += len(alerts)
+                    lines[i].extend([encode(alert.point()) for alert in alerts])
+            out.append(Processed(lines[i], rejects[i], alerts, stamped[i]))
+        counters.accepted += written
         return out
 
     def _decode(self, msg: Inbound) -> tuple[list[Decoded], list[Reject], int]:
