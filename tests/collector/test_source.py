@@ -172,6 +172,7 @@ class Broker:
     pings: int = 0
     theirs: list[tuple[bytes, int, bool]] = field(default_factory=list)
     most_in_flight: int = 0
+    pace_s: float = 0.0             # a live stream: one message this often
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -211,6 +212,8 @@ class Broker:
                                           dup=not first_connection))
                 sent += 1
                 await writer.drain()
+                if self.pace_s:
+                    await asyncio.sleep(self.pace_s)
 
         feeding: asyncio.Task[None] | None = None
         try:
@@ -301,6 +304,40 @@ def test_a_small_window_drains_at_the_round_trip_and_is_learnt(
         assert source.window.size == 20 and source.window.peak == 20
         assert "max_inflight_messages 0" in caplog.text and "mqtt.prefetch" in caplog.text
         assert caplog.text.count("sends at most 20") == 1, "warned once"
+        # Its window is full before a pass would take more: gathering brought nothing and
+        # was turned off (it would have added 20 ms to every round trip).
+        assert source._no_gather_until > 0
+        broker.server.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("gather_ms", [0.0, 20.0])
+def test_a_trickle_is_gathered_into_fewer_passes(gather_ms: float) -> None:
+    """A live stream of one message every 2 ms: taken as it comes without gathering, about
+    ten at a time with 20 ms of it; nothing lost either way."""
+    async def go() -> None:
+        broker = Broker(count=150, pace_s=0.002)
+        port = await broker.start()
+        source = MqttSource(settings(port, gather_ms=gather_ms), ["sc/#"], batch_hint=5000)
+        passes = 0
+        real_run = source.run
+
+        async def counting(handle: Callable[[Sequence[tuple[Inbound, Ticket]]],
+                                            Awaitable[None]]) -> None:
+            async def counted(batch: Sequence[tuple[Inbound, Ticket]]) -> None:
+                nonlocal passes
+                passes += 1
+                await handle(batch)
+            await real_run(counted)
+
+        source.run = counting  # type: ignore[method-assign]
+        got = await consume(source, lambda: len(broker.acked) == 150, timeout=20)
+        assert sorted(m.packet_id for m in got) == list(range(1, 151))
+        if gather_ms:
+            assert passes <= 150 / 4, passes
+        else:
+            assert passes >= 150 / 2, passes
         broker.server.close()
 
     asyncio.run(go())
