@@ -45,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     # A lost AMQP connection is said once by the source; aiormq adds a traceback of its own.
     logging.getLogger("aiormq").setLevel(logging.ERROR)
     try:

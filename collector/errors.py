@@ -11,7 +11,7 @@
         ├── BadLinesError          400 / 422: some lines are bad; find them, set them aside
         └── AuthWriteError         401 / 403: keep everything, shout, retry slowly
 
-Foreign errors (httpx, OSError, ssl) are wrapped with ``raise ... from exc`` at the
+Foreign errors (OSError, ssl, the HTTP client's) are wrapped with ``raise ... from exc`` at the
 module that talks to the foreign library.
 """
 

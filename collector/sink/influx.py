@@ -1,8 +1,8 @@
 """The InfluxDB writer: POSTs line-protocol bytes, and says what went wrong. Nothing more.
 
-The only module that imports the HTTP client. Batching, retries and splitting live in
-``batcher.py`` and ``retry.py``; here every failure becomes one :class:`WriteError`
-subclass that names the action it needs (see ``collector.errors``).
+The only user of the HTTP client (``collector/sink/http.py``). Batching, retries and
+splitting live in ``batcher.py`` and ``retry.py``; here every failure becomes one
+:class:`WriteError` subclass that names the action it needs (see ``collector.errors``).
 
 Two APIs, picked by ``influx.api``:
 - v1: ``POST /write?db=&precision=ms`` (InfluxDB 1.x; 2.x and 3.x through their v1
@@ -17,8 +17,6 @@ import time
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from collector.errors import (
     AuthWriteError,
     BadLinesError,
@@ -28,23 +26,20 @@ from collector.errors import (
     WriteError,
 )
 from collector.settings import InfluxSettings
+from collector.sink.http import Client, Response, TransportError
 from devices.schema import PRECISION
 
 
 class InfluxWriter:
     """Writes line protocol to one InfluxDB. Use as ``async with InfluxWriter(s) as w``."""
 
-    def __init__(self, settings: InfluxSettings,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: Client | None = None
         self._database_ready = not (settings.api == "v1" and settings.create_database)
 
     async def __aenter__(self) -> InfluxWriter:
-        self._client = httpx.AsyncClient(base_url=self._settings.url,
-                                         timeout=self._settings.timeout_s,
-                                         transport=self._transport)
+        self._client = Client(self._settings.url, self._settings.timeout_s)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -120,16 +115,19 @@ class InfluxWriter:
             raise error
         self._database_ready = True
 
-    async def _post(self, path: str, **kwargs: object) -> httpx.Response:
+    async def _post(self, path: str, *, params: dict[str, str] | None = None,
+                    headers: dict[str, str] | None = None, content: bytes = b"",
+                    data: dict[str, str] | None = None) -> Response:
         assert self._client is not None, "use InfluxWriter as an async context manager"
         try:
-            return await self._client.post(path, **kwargs)  # type: ignore[arg-type]
-        except httpx.TransportError as exc:
+            return await self._client.post(path, params=params, headers=headers,
+                                           content=content, data=data)
+        except TransportError as exc:
             raise RetryableWriteError(f"cannot reach InfluxDB at {self._settings.url}: "
                                       f"{type(exc).__name__}: {exc}") from exc
 
 
-def classify(response: httpx.Response) -> WriteError | None:
+def classify(response: Response) -> WriteError | None:
     """The error a write response stands for, or None when it succeeded."""
     status = response.status_code
     if status < 300:
@@ -150,9 +148,9 @@ def classify(response: httpx.Response) -> WriteError | None:
     return RetryableWriteError(message, status)
 
 
-def retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: Response) -> float | None:
     """The Retry-After header in seconds (delta-seconds or an HTTP date), if any."""
-    value = response.headers.get("Retry-After")
+    value = response.header("Retry-After")
     if not value:
         return None
     try:
@@ -166,7 +164,7 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _server_text(response: httpx.Response) -> str:
+def _server_text(response: Response) -> str:
     try:
         body = response.json()
     except ValueError:
