@@ -2,8 +2,11 @@
 without any I/O: where the collector's time goes, stage by stage.
 
 Messages are those the simulators send: every kind of device of 5 communities, one reading a
-message and arrays of 50, a minute apart per device. Best of five, in CPU time (the machine
-is shared).
+message and arrays of 50, a minute apart per device, taken one message at a time. Then the
+drains' readings (a lit streetlight's eight fields, ``bench/readings.py``) taken as the MQTT
+source hands them over, a read chunk at a time through ``Pipeline.process_many`` (64 single
+readings, or 4 arrays of 50): how each step of issue 15 was measured. Best of five, in CPU
+time (the machine is shared).
 
     python -m bench.pipeline        (part of ``make bench``)
 """
@@ -13,9 +16,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
+from bench.readings import KIND, lamps, lit_streetlight
 from collector.decode import Decoder
 from collector.detect.alerts import AlertBook
 from collector.detect.stage import DetectStage
@@ -50,33 +55,62 @@ def messages(registry: Registry, per_message: int) -> list[Inbound]:
     return out
 
 
-def run(make: Callable[[], Pipeline], batch: list[Inbound]) -> tuple[float, int]:
-    """Best µs per reading of five passes, and readings accepted per pass."""
+def lamp_messages(registry: dict[str, Any], per_message: int) -> list[Inbound]:
+    """Lit-streetlight readings, the drains' load, round the registry's lamps."""
+    now = int(time.time() * 1000)
+    devices = lamps(registry)
+    out, i = [], 0
+    for k in range(MESSAGES // per_message):
+        lamp = devices[k % len(devices)]
+        readings = []
+        for _ in range(per_message):
+            i += 1
+            readings.append(lit_streetlight(i, now - 3_600_000 + i))
+        topic = f"sc/{lamp['community']}/{KIND}/{lamp['id']}/telemetry"
+        out.append(Inbound(topic, orjson.dumps(readings[0] if per_message == 1 else readings),
+                           now))
+    return out
+
+
+def run(make: Callable[[], Pipeline], batch: list[Inbound], chunk: int = 0
+        ) -> tuple[float, int]:
+    """Best µs per reading of five passes, and readings accepted per pass. ``chunk``: that
+    many messages a ``process_many`` call (0: one ``process`` call a message)."""
     best, accepted = float("inf"), 0
     for _ in range(5):
         pipeline = make()
         started = time.process_time()   # CPU time: less noise from the other tenants
         lines = 0
-        for msg in batch:
-            lines += len(pipeline.process(msg).lines)
+        if chunk:
+            for at in range(0, len(batch), chunk):
+                lines += sum(len(p.lines) for p in pipeline.process_many(batch[at:at + chunk]))
+        else:
+            for msg in batch:
+                lines += len(pipeline.process(msg).lines)
         best = min(best, time.process_time() - started)
         accepted = lines
     return best / max(accepted, 1) * 1e6, accepted
 
 
 def main() -> None:
-    registry = from_mapping(generate(5, seed=1))
-    print(f"{'pipeline, µs per reading':<28}{'decode+enrich':>14}{'+detect':>10}{'readings/s':>12}")
-    for label, per_message in (("single readings", 1), ("arrays of 50", 50)):
-        batch = messages(registry, per_message)
+    mapping = generate(5, seed=1)
+    registry = from_mapping(mapping)
 
-        def make(detect: bool) -> Pipeline:
-            stage = DetectStage(registry, DetectSettings(), AlertBook()) if detect else None
-            return Pipeline(Decoder(ValidationSettings(), "sc"), Enricher(registry),
-                            Counters(), stage)
-        bare, n = run(lambda: make(False), batch)
-        full, _ = run(lambda: make(True), batch)
-        print(f"{label:<28}{bare:>14.1f}{full:>10.1f}{1e6 / full:>12,.0f}   ({n:,} readings)")
+    def make(detect: bool) -> Pipeline:
+        stage = DetectStage(registry, DetectSettings(), AlertBook()) if detect else None
+        return Pipeline(Decoder(ValidationSettings(), "sc"), Enricher(registry),
+                        Counters(), stage)
+
+    print(f"{'pipeline, µs per reading':<36}{'decode+enrich':>14}{'+detect':>10}"
+          f"{'readings/s':>12}")
+    shapes = [("mixed fleet, single readings", messages(registry, 1), 0),
+              ("mixed fleet, arrays of 50", messages(registry, 50), 0),
+              ("lit streetlights, single, 64 a call", lamp_messages(mapping, 1), 64),
+              ("lit streetlights, arrays, 4 a call", lamp_messages(mapping, 50), 4)]
+    for label, batch, chunk in shapes:
+        bare, n = run(lambda: make(False), batch, chunk)
+        full, _ = run(lambda: make(True), batch, chunk)
+        print(f"{label:<36}{bare:>14.1f}{full:>10.1f}{1e6 / full:>12,.0f}   ({n:,} readings)")
 
 
 if __name__ == "__main__":
