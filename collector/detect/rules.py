@@ -1,14 +1,14 @@
 """Domain rules: what operators of a retrofitted community want to be told, kind by kind.
 
 Each rule looks at one reading or event of one device (a :class:`Seen`) with that device's
-small rule state, and yields :class:`Verdict` s. Where a condition has a bound, the alert
+small rule state, and returns :class:`Verdict` s. Where a condition has a bound, the alert
 clears at a looser one (hysteresis), so a value hovering at the bound does not flap.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,9 @@ def checked_attrs(device: Device) -> tuple[Mapping[str, Any], list[str]]:
     return {k: v for k, v in device.attrs.items() if k not in bad}, problems
 
 
-Rule = Callable[[Seen], Iterator[Verdict]]
+#: A rule returns a list, not a generator: most readings give no verdict, and a generator
+#: built to yield nothing cost three times an empty list (issue 15).
+Rule = Callable[[Seen], list[Verdict]]
 
 
 def _rate_per_hour(s: Seen, key: str, value: float, alpha: float = 0.3) -> float | None:
@@ -104,31 +106,32 @@ def _rate_per_hour(s: Seen, key: str, value: float, alpha: float = 0.3) -> float
 
 def _quiet(s: Seen, rule: str, active: bool) -> bool:
     """Nothing to say: the rule is not active and its alert is not open. The common case by
-    far; a rule then yields nothing (a verdict would change nothing), so no message is
+    far; a rule then returns nothing (a verdict would change nothing), so no message is
     formatted for the reading."""
     return not active and not s.open(rule)
 
 
-def streetlight(s: Seen) -> Iterator[Verdict]:
+def streetlight(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     f, cfg = s.fields, s.settings
     if s.event == "fault":
-        yield Verdict("lamp_fault", True, "warning", 1.0,
-                      s.say("lamp_fault", code=s.detail.get("code", "?")))
-        return
+        out.append(Verdict("lamp_fault", True, "warning", 1.0,
+                           s.say("lamp_fault", code=s.detail.get("code", "?"))))
+        return out
     if f and s.open("lamp_fault"):  # a reading after a fault report: the lamp works again
-        yield Verdict("lamp_fault", False, "warning")
+        out.append(Verdict("lamp_fault", False, "warning"))
     on, lux = f.get("on"), f.get("lux")
     if on is not None and lux is not None:
         was = s.open("lamp_dark")
         dark = on is False and lux < (cfg.lamp_dark_lux * (2 if was else 1))
         if dark or was:
-            yield Verdict("lamp_dark", dark, "warning", lux,
-                          s.say("lamp_dark", lux=lux))
+            out.append(Verdict("lamp_dark", dark, "warning", lux,
+                               s.say("lamp_dark", lux=lux)))
         was = s.open("lamp_day_burning")
         burning = on is True and lux > cfg.lamp_daylight_lux * (0.5 if was else 1)
         if burning or was:
-            yield Verdict("lamp_day_burning", burning, "info", lux,
-                          s.say("lamp_day_burning", lux=lux))
+            out.append(Verdict("lamp_day_burning", burning, "info", lux,
+                               s.say("lamp_day_burning", lux=lux)))
     rated = float(s.attrs.get("rated_power_w", 0))
     power, dim = f.get("power_w"), f.get("dim_pct")
     if rated and on and power is not None and dim:
@@ -137,35 +140,39 @@ def streetlight(s: Seen) -> Iterator[Verdict]:
         was = s.open("lamp_power")
         failing = off_by > cfg.lamp_power_tolerance * (0.7 if was else 1)
         if failing or was:
-            yield Verdict("lamp_power", failing, "warning", power,
-                          s.say("lamp_power", power=power, expected=expected, off_by=off_by),
-                          off_by)
-    yield from _counter(s, "energy_kwh")
+            out.append(Verdict("lamp_power", failing, "warning", power,
+                               s.say("lamp_power", power=power, expected=expected, off_by=off_by),
+                               off_by))
+    out += _counter(s, "energy_kwh")
+    return out
 
 
-def _counter(s: Seen, name: str) -> Iterator[Verdict]:
+def _counter(s: Seen, name: str) -> list[Verdict]:
+    out: list[Verdict] = []
     value = s.fields.get(name)
     if value is None:
-        return
+        return out
     previous = s.state.get(name)
     s.state[name] = value
     if previous is not None:
         back = value < previous - 1e-9
         if not _quiet(s, "counter_backwards", back):
-            yield Verdict("counter_backwards", back, "warning", value,
-                          s.say("counter_backwards", name=name, previous=previous,
-                                value=value))
+            out.append(Verdict("counter_backwards", back, "warning", value,
+                               s.say("counter_backwards", name=name, previous=previous,
+                                     value=value)))
+    return out
 
 
 # --- waste ------------------------------------------------------------------------------
 
-def waste_bin(s: Seen) -> Iterator[Verdict]:
+def waste_bin(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     cfg, f = s.settings, s.fields
     category = str(s.attrs.get("category", "other"))
     if s.event == "emptied":
         s.state["emptied_at"] = s.ts_ms
-        yield Verdict("bin_not_emptied", False, "warning")
-        return
+        out.append(Verdict("bin_not_emptied", False, "warning"))
+        return out
     fill = f.get("fill_pct")
     if fill is not None:
         last_fill = s.state.get("last_fill")
@@ -180,13 +187,13 @@ def waste_bin(s: Seen) -> Iterator[Verdict]:
             message = s.say("bin_full", fill=fill)
             if rate and rate > 0.1 and fill < 100:
                 message = s.say("bin_full_eta", fill=fill, hours=(100 - fill) / rate)
-            yield Verdict("bin_full", full, "warning", fill, message)
+            out.append(Verdict("bin_full", full, "warning", fill, message))
         hours = (s.ts_ms - s.state["emptied_at"]) / HOUR_MS
         limit = cfg.bin_max_hours_between_collections.get(category, 48.0)
         late = hours > limit and fill > 20
         if not _quiet(s, "bin_not_emptied", late):
-            yield Verdict("bin_not_emptied", late, "warning", hours, s.say(
-                "bin_not_emptied", category=s.noun(category), hours=hours, limit=limit))
+            out.append(Verdict("bin_not_emptied", late, "warning", hours, s.say(
+                     "bin_not_emptied", category=s.noun(category), hours=hours, limit=limit)))
     temp = f.get("temp_c")
     if temp is not None:
         rise = _rate_per_hour(s, "temp_rate", temp) or 0.0
@@ -194,40 +201,46 @@ def waste_bin(s: Seen) -> Iterator[Verdict]:
         risk = temp >= cfg.bin_fire_temp_c - (5 if was else 0) or (
             rise >= cfg.bin_temp_rise_c_per_h and temp > 40)
         if risk or was:
-            yield Verdict("bin_fire_risk", risk, "critical", temp,
-                          s.say("bin_fire_risk", temp=temp, rise=rise))
+            out.append(Verdict("bin_fire_risk", risk, "critical", temp,
+                               s.say("bin_fire_risk", temp=temp, rise=rise)))
+    return out
 
 
 # --- water ------------------------------------------------------------------------------
 
-def water_meter(s: Seen) -> Iterator[Verdict]:
+def water_meter(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     f = s.fields
-    yield from _counter(s, "total_m3")
+    out += _counter(s, "total_m3")
     pressure = f.get("pressure_kpa")
     if pressure is not None:
-        yield from _pressure_drop(s, pressure)
+        out += _pressure_drop(s, pressure)
     flow = f.get("flow_m3h")
     if flow is not None and s.attrs.get("role") in ("inlet", "building"):
-        yield from _night_flow(s, flow)
+        out += _night_flow(s, flow)
+    return out
 
 
-def _pressure_drop(s: Seen, pressure: float) -> Iterator[Verdict]:
+def _pressure_drop(s: Seen, pressure: float) -> list[Verdict]:
+    out: list[Verdict] = []
     base = s.state.get("pressure_base")
     if base is None:
         s.state["pressure_base"] = pressure
-        return
+        return out
     drop = (base - pressure) / base if base > 0 else 0.0
     was = s.open("pressure_burst")
     burst = drop > s.settings.pressure_drop_pct / 100 * (0.5 if was else 1)
     if not burst:  # the baseline does not follow a burst
         s.state["pressure_base"] = base + 0.05 * (pressure - base)
     if burst or was:
-        yield Verdict("pressure_burst", burst, "critical", pressure,
-                      s.say("pressure_burst", pressure=pressure, drop=drop, base=base), drop)
+        out.append(Verdict("pressure_burst", burst, "critical", pressure,
+                           s.say("pressure_burst", pressure=pressure, drop=drop, base=base), drop))
+    return out
 
 
-def _night_flow(s: Seen, flow: float) -> Iterator[Verdict]:
+def _night_flow(s: Seen, flow: float) -> list[Verdict]:
     """Minimum night flow (02:00-04:00): rising over several nights means a leak."""
+    out: list[Verdict] = []
     cfg = s.settings
     day = (s.ts_ms + 8 * HOUR_MS) // (24 * HOUR_MS)
     if 2 <= s.hour < 4:
@@ -236,26 +249,28 @@ def _night_flow(s: Seen, flow: float) -> Iterator[Verdict]:
             s.state["night"] = (day, flow)
         else:
             s.state["night"] = (day, min(tonight[1], flow))
-        return
+        return out
     tonight = s.state.pop("night", None)
     if tonight is None or s.hour < 4:
-        return
+        return out
     nights: list[float] = s.state.setdefault("nights", [])
     nights.append(tonight[1])
     del nights[:-14]
     if len(nights) < cfg.leak_nights + 3:
-        return
+        return out
     before = sorted(nights[:-cfg.leak_nights])
     baseline = before[len(before) // 2]
     rise = 1 + cfg.leak_night_rise_pct / 100 * (0.5 if s.open("leak_night_flow") else 1)
     recent = nights[-cfg.leak_nights:]
     leaking = all(n > baseline * rise and n - baseline > 0.05 for n in recent)
-    yield Verdict("leak_night_flow", leaking, "warning", recent[-1],
-                  s.say("leak_night_flow", flow=recent[-1], nights=cfg.leak_nights,
-                        baseline=baseline), recent[-1] / max(baseline, 1e-6))
+    out.append(Verdict("leak_night_flow", leaking, "warning", recent[-1],
+                       s.say("leak_night_flow", flow=recent[-1], nights=cfg.leak_nights,
+                             baseline=baseline), recent[-1] / max(baseline, 1e-6)))
+    return out
 
 
-def water_quality(s: Seen) -> Iterator[Verdict]:
+def water_quality(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     cfg, f = s.settings, s.fields
     problems = []
     turbidity, chlorine, ph = f.get("turbidity_ntu"), f.get("chlorine_mg_l"), f.get("ph")
@@ -267,79 +282,92 @@ def water_quality(s: Seen) -> Iterator[Verdict]:
         problems.append(s.say("ph", value=ph, low=cfg.ph_min, high=cfg.ph_max))
     if (turbidity is not None or chlorine is not None or ph is not None) and not _quiet(
             s, "water_quality", bool(problems)):
-        yield Verdict("water_quality", bool(problems), "critical", float(len(problems)),
-                      "; ".join(problems) or s.say("quality_ok"))
+        out.append(Verdict("water_quality", bool(problems), "critical", float(len(problems)),
+                           "; ".join(problems) or s.say("quality_ok")))
+    return out
 
 
-def water_level(s: Seen) -> Iterator[Verdict]:
+def water_level(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     level = s.fields.get("level_pct")
     if level is None:
-        return
+        return out
     rate = _rate_per_hour(s, "level_rate", level)
     if rate is None:
-        return
+        return out
     was = s.open("level_rising_fast")
     rising = rate > s.settings.level_rise_pct_per_h * (0.5 if was else 1)
     if rising or was:
         use = s.noun(str(s.attrs.get("use", "tank")))
-        yield Verdict("level_rising_fast", rising, "warning", level,
-                      s.say("level_rising_fast", use=use, rate=rate, level=level))
+        out.append(Verdict("level_rising_fast", rising, "warning", level,
+                           s.say("level_rising_fast", use=use, rate=rate, level=level)))
+    return out
 
 
 # --- security ---------------------------------------------------------------------------
 
-def door(s: Seen) -> Iterator[Verdict]:
+def door(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     if s.event == "forced":
-        yield Verdict("door_forced", True, "critical", 1.0, s.say("door_forced"))
+        out.append(Verdict("door_forced", True, "critical", 1.0, s.say("door_forced")))
     elif s.event == "held_open":
-        yield Verdict("door_held_open", True, "warning", 1.0, s.say("door_held_open"))
+        out.append(Verdict("door_held_open", True, "warning", 1.0, s.say("door_held_open")))
     elif s.event == "access":
         denied: list[int] = s.state.setdefault("denied", [])
         window = int(s.settings.denied_window_s * 1000)
         if s.detail.get("result") == "denied":
             denied.append(s.ts_ms)
         denied[:] = [t for t in denied if s.ts_ms - t <= window]
-        yield Verdict("access_denied_repeatedly", len(denied) >= s.settings.denied_in_a_row,
-                      "warning", float(len(denied)),
-                      s.say("access_denied_repeatedly", n=len(denied),
-                            minutes=s.settings.denied_window_s / 60))
+        out.append(Verdict("access_denied_repeatedly", len(denied) >= s.settings.denied_in_a_row,
+                           "warning", float(len(denied)),
+                           s.say("access_denied_repeatedly", n=len(denied),
+                                 minutes=s.settings.denied_window_s / 60)))
     if s.fields.get("open") is False:  # closed again: the door incidents are over
-        yield Verdict("door_forced", False, "critical")
-        yield Verdict("door_held_open", False, "warning")
+        out.append(Verdict("door_forced", False, "critical"))
+        out.append(Verdict("door_held_open", False, "warning"))
+    return out
 
 
-def smoke(s: Seen) -> Iterator[Verdict]:
+def smoke(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     if s.event == "alarm" or s.fields.get("alarm") is True:
         density = s.fields.get("smoke_db_m")   # None: not sent (or sent as null)
-        yield Verdict("smoke_alarm", True, "critical", 1.0 if density is None else density,
-                      s.say("smoke_alarm"))
+        out.append(Verdict("smoke_alarm", True, "critical", 1.0 if density is None else density,
+                           s.say("smoke_alarm")))
     elif s.fields.get("alarm") is False:
-        yield Verdict("smoke_alarm", False, "critical")
-    yield from _tamper(s)
+        out.append(Verdict("smoke_alarm", False, "critical"))
+    out += _tamper(s)
+    return out
 
 
-def intrusion(s: Seen) -> Iterator[Verdict]:
+def intrusion(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     if s.event == "intrusion":
-        yield Verdict("intrusion", True, "critical", 1.0, s.say("intrusion"))
+        out.append(Verdict("intrusion", True, "critical", 1.0, s.say("intrusion")))
     elif s.fields.get("armed") is False:
-        yield Verdict("intrusion", False, "critical")
-    yield from _tamper(s)
+        out.append(Verdict("intrusion", False, "critical"))
+    out += _tamper(s)
+    return out
 
 
-def camera(s: Seen) -> Iterator[Verdict]:
+def camera(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     if s.event == "video_loss" or s.fields.get("recording") is False:
-        yield Verdict("camera_video_loss", True, "warning", 0.0, s.say("camera_video_loss"))
+        out.append(Verdict("camera_video_loss", True, "warning", 0.0, s.say("camera_video_loss")))
     elif s.fields.get("recording") is True:
-        yield Verdict("camera_video_loss", False, "warning")
-    yield from _tamper(s)
+        out.append(Verdict("camera_video_loss", False, "warning"))
+    out += _tamper(s)
+    return out
 
 
-def _tamper(s: Seen) -> Iterator[Verdict]:
+def _tamper(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     if s.event == "tamper":
-        yield Verdict("tamper", True, "warning", 1.0,
-                      s.say("tamper", kind=s.noun(s.device.kind)))
+        out.append(Verdict("tamper", True, "warning", 1.0,
+                           s.say("tamper", kind=s.noun(s.device.kind))))
     elif s.fields:
-        yield Verdict("tamper", False, "warning")
+        out.append(Verdict("tamper", False, "warning"))
+    return out
 
 
 # --- any device -------------------------------------------------------------------------
@@ -354,14 +382,15 @@ VARYING = {"streetlight": ("voltage_v", "temp_c"), "waste_bin": ("temp_c",),
 _SAME = {name: f"same:{name}" for names in VARYING.values() for name in names}
 
 
-def any_device(s: Seen) -> Iterator[Verdict]:
+def any_device(s: Seen) -> list[Verdict]:
+    out: list[Verdict] = []
     battery = s.fields.get("battery_pct")
     if battery is not None:
         was = s.open("battery_low")
         low = battery < s.settings.battery_low_pct + (5 if was else 0)
         if low or was:
-            yield Verdict("battery_low", low, "info", battery,
-                          s.say("battery_low", battery=battery))
+            out.append(Verdict("battery_low", low, "info", battery,
+                               s.say("battery_low", battery=battery)))
     longest, stuck_field, stuck_value = 0, "", 0.0
     for name in VARYING.get(s.device.kind, ()):
         value = s.fields.get(name)
@@ -374,8 +403,9 @@ def any_device(s: Seen) -> Iterator[Verdict]:
         if count > longest:
             longest, stuck_field, stuck_value = count, name, value
     if longest and not _quiet(s, "value_stuck", stuck := longest >= s.settings.stuck_readings):
-        yield Verdict("value_stuck", stuck, "warning", stuck_value,
-                      s.say("value_stuck", field=stuck_field, value=stuck_value, n=longest))
+        out.append(Verdict("value_stuck", stuck, "warning", stuck_value,
+                           s.say("value_stuck", field=stuck_field, value=stuck_value, n=longest)))
+    return out
 
 # --- the rules' state, typed ------------------------------------------------------------
 
