@@ -20,7 +20,9 @@ from typing import Any
 
 import orjson
 
-from bench.readings import KIND, lamps, lit_streetlight
+from bench.drain import readings
+from bench.influx_ceiling import messages_of
+from bench.readings import lamps
 from collector.decode import Decoder
 from collector.detect.alerts import AlertBook
 from collector.detect.stage import DetectStage
@@ -56,20 +58,11 @@ def messages(registry: Registry, per_message: int) -> list[Inbound]:
 
 
 def lamp_messages(registry: dict[str, Any], per_message: int) -> list[Inbound]:
-    """Lit-streetlight readings, the drains' load, round the registry's lamps."""
+    """Lit-streetlight readings, the drains' load (built as the drains build it), round the
+    registry's lamps."""
     now = int(time.time() * 1000)
-    devices = lamps(registry)
-    out, i = [], 0
-    for k in range(MESSAGES // per_message):
-        lamp = devices[k % len(devices)]
-        readings = []
-        for _ in range(per_message):
-            i += 1
-            readings.append(lit_streetlight(i, now - 3_600_000 + i))
-        topic = f"sc/{lamp['community']}/{KIND}/{lamp['id']}/telemetry"
-        out.append(Inbound(topic, orjson.dumps(readings[0] if per_message == 1 else readings),
-                           now))
-    return out
+    return [Inbound(topic, payload, now) for topic, payload in
+            messages_of(readings(MESSAGES, now - 3_600_000), lamps(registry), per_message)]
 
 
 def run(make: Callable[[], Pipeline], batch: list[Inbound], chunk: int = 0

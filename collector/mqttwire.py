@@ -118,12 +118,12 @@ class Parser:
                     # the common case, read inline (a call was 7 % of a drain's samples).
                     length = (length & 0x7F) | buf[at + 2] << 7
                     head = at + 3
-                    if length > self._max_packet:
-                        raise BrokerError(f"a packet of {length} bytes is over the limit")
                 else:
                     length, head = self._long_length(buf, at + 1, end)
                     if head < 0:
                         break
+                if length > self._max_packet:
+                    raise BrokerError(f"a packet of {length} bytes is over the limit")
             stop = head + length
             if stop > end:
                 break
@@ -166,8 +166,6 @@ class Parser:
         for i in range(at, min(at + 4, end)):
             length |= (buf[i] & 0x7F) << shift
             if not buf[i] & 0x80:
-                if length > self._max_packet:
-                    raise BrokerError(f"a packet of {length} bytes is over the limit")
                 return length, i + 1
             shift += 7
         if end - at >= 4:

@@ -193,7 +193,7 @@ def waste_bin(s: Seen) -> list[Verdict]:
         late = hours > limit and fill > 20
         if not _quiet(s, "bin_not_emptied", late):
             out.append(Verdict("bin_not_emptied", late, "warning", hours, s.say(
-                     "bin_not_emptied", category=s.noun(category), hours=hours, limit=limit)))
+                "bin_not_emptied", category=s.noun(category), hours=hours, limit=limit)))
     temp = f.get("temp_c")
     if temp is not None:
         rise = _rate_per_hour(s, "temp_rate", temp) or 0.0

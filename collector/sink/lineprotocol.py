@@ -45,10 +45,9 @@ def format_value(value: FieldValue) -> str:
 def encode(point: Point) -> bytes:
     """One point as one line (without the trailing newline), UTF-8."""
     head = _series(point.measurement, point.tags)
-    # The hot path of the collector (every reading): field keys escaped once (a handful of
-    # names), floats (nearly every reading field) formatted inline, the rest by format_value.
-    fields = ",".join([f"{_field_key(k)}={v!r}" if type(v) is float else
-                       f"{_field_key(k)}={format_value(v)}" for k, v in point.fields])
+    # Events, status changes, alerts and the collector's own points; readings take
+    # reading_line, which writes the same bytes.
+    fields = ",".join([f"{_field_key(k)}={format_value(v)}" for k, v in point.fields])
     return f"{head} {fields} {point.ts_ms}".encode()
 
 
