@@ -5,10 +5,20 @@ good objects go on and each bad one is refused with its own reason. An array of 
 validated as one list first (one pydantic call instead of one per object, several times
 faster); only when something in it is bad is it taken object by object, so each bad object
 gets its own reason and the good ones still go on.
+
+Readings take a fast path first: the payload's bytes validated straight by the kind's model
+(pydantic's own JSON parser: no dict or list of Python objects built only to be validated).
+It is taken only when every object in the message is accepted; anything else (a bad field,
+a bad stamp, JSON the fast path does not take) goes through the general path again, which
+says what is wrong. Both accept the same payloads with the same values: a property test
+(``tests/collector/test_decode_fast.py``) compares them on generated payloads of every kind.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,13 +45,36 @@ def _list_of(model: type[Telemetry]) -> TypeAdapter[list[Telemetry]]:
 LIST_ADAPTERS = {kind: _list_of(model) for kind, model in TELEMETRY_MODELS.items()}
 
 
+@functools.lru_cache(maxsize=4)
+def _items(payload: bytes) -> list[Any]:
+    # The objects of an array refused one by one share one parse (an unknown device's
+    # array of 50 would otherwise be parsed 50 times).
+    items: list[Any] = orjson.loads(payload)
+    return items
+
+
+def object_bytes(obj: Any) -> bytes:
+    """An accepted object (``Decoded.obj``) as the bytes a refusal keeps. The fast path
+    leaves the object unparsed: the message's bytes when the message is the object, or
+    (those bytes, its index) in an array; it is parsed only when a later stage refuses it
+    (enrich: a device the registry does not know), which is rare. Parsed JSON is never
+    bytes or a tuple."""
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, tuple):
+        payload, index = obj
+        return orjson.dumps(_items(payload)[index])
+    return orjson.dumps(obj)
+
+
 # Not frozen, for speed: see ``collector.records.Inbound``.
 @dataclass(slots=True)
 class Decoded:
     """One accepted object: a telemetry reading, an event, or a status change.
 
     ``body`` is the validated model (None for status); ``online`` is set for status only;
-    ``obj`` is the JSON value it came from, kept so a later stage can dead-letter it alone.
+    ``obj`` is the JSON value it came from (from the fast path: unparsed, see
+    :func:`object_bytes`), kept so a later stage can dead-letter it alone.
     ``unstamped``: it carried no ``ts`` (status never does); ``ts_ms`` is then the receive
     time until the pipeline gives it a stamp of its own (``collector/stamps.py``), which is
     ``moved`` when later than the receive time.
@@ -56,6 +89,9 @@ class Decoded:
     moved: bool = False
 
 
+#: The first byte of a JSON object and of an array.
+OPEN_OBJECT, OPEN_ARRAY = ord("{"), ord("[")
+
 #: Parsed topics kept (about 300 bytes each).
 TOPIC_CACHE = 200_000
 
@@ -63,8 +99,11 @@ TOPIC_CACHE = 200_000
 class Decoder:
     """Turns :class:`Inbound` messages into :class:`Decoded` objects and :class:`Reject` s."""
 
-    def __init__(self, settings: ValidationSettings, topic_root: str) -> None:
+    def __init__(self, settings: ValidationSettings, topic_root: str, fast: bool = True) -> None:
         self._settings = settings
+        #: Readings through the fast path first (False: the general path alone, which the
+        #: property test compares it with).
+        self._fast = fast
         self._root = topic_root
         self._max_age_ms = int(settings.max_age_days * 86_400_000)
         self._max_future_ms = int(settings.max_future_s * 1000)
@@ -75,7 +114,12 @@ class Decoder:
     def decode(self, msg: Inbound) -> tuple[list[Decoded], list[Reject]]:
         """Decode one message into accepted objects and refusals."""
         try:
-            where, objects, in_array = self._open(msg)
+            where = self._where(msg)
+            if self._fast and where.channel == "telemetry":
+                every = self._accept_all(where, msg)
+                if every is not None:
+                    return every, []
+            objects, in_array = self._open(where, msg)
         except Rejected as exc:
             payload = msg.payload[: self._settings.max_payload_bytes]
             return [], [Reject(msg.topic, payload, exc.reason, exc.detail, msg.received_ms)]
@@ -91,8 +135,8 @@ class Decoder:
                 rejects.append(Reject(msg.topic, raw, exc.reason, exc.detail, msg.received_ms))
         return accepted, rejects
 
-    def _open(self, msg: Inbound) -> tuple[DeviceTopic, list[Any], bool]:
-        """The topic, the objects, and whether they came as an array."""
+    def _where(self, msg: Inbound) -> DeviceTopic:
+        """The message's topic, parsed (once per topic), if its size is within the limit."""
         size, limit = len(msg.payload), self._settings.max_payload_bytes
         if size > limit:
             raise Rejected("too_large", f"payload of {size} bytes is over the {limit}-byte limit")
@@ -105,16 +149,42 @@ class Decoder:
             if len(self._topics) >= TOPIC_CACHE:
                 self._topics.clear()
             self._topics[msg.topic] = where
+        return where
+
+    def _accept_all(self, where: DeviceTopic, msg: Inbound) -> list[Decoded] | None:
+        """The fast path: every reading of the message validated from its bytes and
+        accepted, or None when anything in it is not (the general path then says what)."""
+        payload = msg.payload
+        first = payload[0] if payload else 0
+        try:
+            if first == OPEN_OBJECT:
+                body = TELEMETRY_MODELS[where.kind].model_validate_json(payload)
+                if len(body.__pydantic_fields_set__) != payload.count(b":"):
+                    return None     # see _as_orjson_reads, here inline
+                return [self._one(where, payload, msg.received_ms, False, body)]
+            if first != OPEN_ARRAY:
+                return None
+            bodies = LIST_ADAPTERS[where.kind].validate_json(payload)
+            if not bodies or not _as_orjson_reads(payload, bodies):
+                return None
+            received_ms, one = msg.received_ms, self._one
+            return [one(where, (payload, k), received_ms, True, body)
+                    for k, body in enumerate(bodies)]
+        except (ValidationError, Rejected):
+            return None
+
+    def _open(self, where: DeviceTopic, msg: Inbound) -> tuple[list[Any], bool]:
+        """The objects, and whether they came as an array."""
         if where.channel == "status":
-            return where, [_status_text(msg.payload)], False
+            return [_status_text(msg.payload)], False
         try:
             value = orjson.loads(msg.payload)
         except orjson.JSONDecodeError as exc:
             raise Rejected("bad_json", f"not JSON: {exc}") from exc
         if isinstance(value, dict):
-            return where, [value], False
+            return [value], False
         if isinstance(value, list) and value:
-            return where, value, True
+            return value, True
         raise Rejected("bad_json", "payload must be a JSON object or a non-empty array of objects")
 
     @staticmethod
@@ -188,6 +258,21 @@ def explain(exc: ValidationError, union_tag: Any = None) -> str:
         else:
             parts.append(f"{field}{err['msg']}{got}")
     return "; ".join(parts)
+
+
+def _as_orjson_reads(payload: bytes, bodies: Sequence[Telemetry]) -> bool:
+    """True when the general path reads the same values from ``payload`` as the fast path
+    did. The two parsers differ in what they take, not in what they make of what both take:
+    pydantic's reads NaN, Infinity and numbers past a double as floats, which the models
+    refuse, unless a later copy of the same key hid them, where orjson refuses the payload.
+    So every key must be given once: as many keys set as colons in the payload (each key has
+    one; a colon in a text, as in an RFC 3339 stamp, only sends a good payload the general
+    way). Integers past 64 bits, which the two read differently, are past ``seq``'s bound."""
+    return sum(map(len, map(_FIELDS_SET, bodies))) == payload.count(b":")
+
+
+#: The keys an object gave (pydantic's own record of them).
+_FIELDS_SET = operator.attrgetter("__pydantic_fields_set__")
 
 
 def _status_text(payload: bytes) -> str:

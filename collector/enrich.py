@@ -6,9 +6,7 @@ another community or kind than the registry does is refused, not corrected.
 
 from __future__ import annotations
 
-import orjson
-
-from collector.decode import Decoded
+from collector.decode import Decoded, object_bytes
 from collector.errors import Rejected
 from collector.records import Reject
 from collector.sink.lineprotocol import FieldKeys, encode, field_keys, reading_line, series
@@ -39,7 +37,7 @@ class Enricher:
         try:
             device = self._device(item)
         except Rejected as exc:
-            payload = orjson.dumps(item.obj)
+            payload = object_bytes(item.obj)
             return Reject(topic, payload, exc.reason, exc.detail, received_ms)
         if item.online is not None:
             return encode(_status_point(device, item))

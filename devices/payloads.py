@@ -78,7 +78,9 @@ class Envelope(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     ts: int | None = None
-    seq: Annotated[int, Field(ge=0)] | None = None
+    # At most 2**64 - 1: a device's counter is no wider, and past it JSON parsers part ways
+    # (orjson reads a float, pydantic's an integer).
+    seq: Annotated[int, Field(ge=0, le=2**64 - 1)] | None = None
     device: str | None = None
 
     @field_validator("ts", mode="before")
