@@ -9,14 +9,15 @@ from __future__ import annotations
 from collector.decode import Decoded, object_bytes
 from collector.errors import Rejected
 from collector.records import Reject
-from collector.sink.lineprotocol import FieldKeys, encode, field_keys, reading_line, series
+from collector.sink.lineprotocol import ReadingWriter, encode, reading_writer, series
 from devices import schema
-from devices.payloads import Event, Telemetry
+from devices.payloads import TELEMETRY_MODELS, Event, Telemetry, reading_types
 from devices.registry import Device, Registry
 from devices.schema import Point
 
-#: Each kind's reading fields as the line encoder takes them.
-KEYS: dict[str, FieldKeys] = {kind: field_keys(names) for kind, names in schema.FIELDS.items()}
+#: Each kind's reading line writer.
+WRITERS: dict[str, ReadingWriter] = {
+    kind: reading_writer(reading_types(model)) for kind, model in TELEMETRY_MODELS.items()}
 
 
 class Enricher:
@@ -46,7 +47,7 @@ class Enricher:
             if head is None:
                 head = self._series[device.id] = series(schema.measurement(device.kind),
                                                         _reading_tags(device))
-            return reading_line(head, KEYS[device.kind], item.body.__dict__, item.ts_ms)
+            return WRITERS[device.kind](head, item.body.__dict__, item.ts_ms)
         assert isinstance(item.body, Event)
         return encode(_event_point(device, item.body, item.ts_ms))
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from types import NoneType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -179,6 +180,27 @@ TELEMETRY_MODELS: dict[str, type[Telemetry]] = {
 def reading_fields(model: type[Telemetry]) -> tuple[str, ...]:
     """The reading field names of a telemetry model, in declaration order."""
     return tuple(name for name in model.model_fields if name not in ENVELOPE_FIELDS)
+
+
+def reading_types(model: type[Telemetry]) -> tuple[tuple[str, type], ...]:
+    """Each reading field of a telemetry model with the type a validated reading holds in
+    it (strict models: a bool is a bool, a number a float), in declaration order.
+
+    Raises:
+        TypeError: a field of another type (the line writer would need to learn it).
+    """
+    out = []
+    for name in reading_fields(model):
+        # X | None, X possibly Annotated[X, constraints]: X.
+        args = [a for a in get_args(model.model_fields[name].annotation) if a is not NoneType]
+        base = args[0] if len(args) == 1 else None
+        if get_origin(base) is Annotated:
+            base = get_args(base)[0]
+        if base not in (bool, float):
+            raise TypeError(f"{model.__name__}.{name}: a reading field must be a bool or a "
+                            f"float, not {model.model_fields[name].annotation}")
+        out.append((name, base))
+    return tuple(out)
 
 
 # --- events -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ in names or tag values, so newlines there are written as the two characters ``\\
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 
 from devices.schema import FieldValue, Point
@@ -46,7 +46,7 @@ def encode(point: Point) -> bytes:
     """One point as one line (without the trailing newline), UTF-8."""
     head = _series(point.measurement, point.tags)
     # Events, status changes, alerts and the collector's own points; readings take
-    # reading_line, which writes the same bytes.
+    # reading_writer's, which write the same bytes.
     fields = ",".join([f"{_field_key(k)}={format_value(v)}" for k, v in point.fields])
     return f"{head} {fields} {point.ts_ms}".encode()
 
@@ -68,27 +68,41 @@ def series(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     return escape_measurement(measurement) + tagset
 
 
-#: A reading's field keys, each escaped with its "=", and the name to look its value up by.
-FieldKeys = tuple[tuple[str, str], ...]
+#: A kind's line writer: (the device's escaped series, the reading's values by name, its
+#: stamp) -> the reading's line.
+ReadingWriter = Callable[[str, Mapping[str, FieldValue | None], int], bytes]
 
 
-def field_keys(names: tuple[str, ...]) -> FieldKeys:
-    """What :func:`reading_line` needs of a kind's reading fields, built once per kind."""
-    return tuple((escape_key(name) + "=", name) for name in names)
-
-
-def reading_line(series_text: str, keys: FieldKeys, values: dict[str, FieldValue | None],
-                 ts_ms: int) -> bytes:
-    """A reading's line straight from its validated values (``None``: not sent, left out).
+def reading_writer(fields: tuple[tuple[str, type], ...]) -> ReadingWriter:
+    """A kind's reading line writer, written once per kind from its fields and their types.
 
     The hot path of the collector, one call per reading: the series is the device's
-    (escaped once, by the caller), the keys the kind's, so no :class:`Point` is built only
-    to be taken apart again; that halves the cost of enrich and encode (README
-    "Performance"). The bytes are those :func:`encode` writes for the same point.
+    (escaped once, by the caller), so no :class:`Point` is built only to be taken apart
+    again. The code is generated (as :func:`collections.namedtuple` generates its class) so a
+    reading costs one look-up per field and no loop, type test or call per field: a bool
+    field's text is a constant, a float's is ``repr`` (a validated reading holds exactly
+    these types: ``devices.payloads.reading_types``); any other type goes through
+    :func:`format_value`. That is 1.6 -> 1.1 µs for a lit streetlight's eight fields (README
+    "Performance"). The bytes are those :func:`encode` writes for the same point (a property
+    test for every kind). The source is kept on the function (``__source__``).
     """
-    fields = ",".join([key + (repr(v) if type(v) is float else format_value(v))
-                       for key, name in keys if (v := values[name]) is not None])
-    return f"{series_text} {fields} {ts_ms}".encode()
+    body = ["def write(series_text, values, ts_ms):", "    parts = []", "    add = parts.append"]
+    for name, kind in fields:
+        key = escape_key(name) + "="
+        body.append(f"    v = values[{name!r}]")
+        if kind is bool:
+            body.append(f"    if v is not None: add({key + 'true'!r} if v else {key + 'false'!r})")
+        elif kind is float:
+            body.append(f"    if v is not None: add({key!r} + repr(v))")
+        else:
+            body.append(f"    if v is not None: add({key!r} + format_value(v))")
+    body.append("    return f\"{series_text} {','.join(parts)} {ts_ms}\".encode()")
+    source = "\n".join(body)
+    namespace: dict[str, object] = {"format_value": format_value}
+    exec(source, namespace)
+    write: ReadingWriter = namespace["write"]  # type: ignore[assignment]
+    write.__source__ = source  # type: ignore[attr-defined]
+    return write
 
 
 def encode_many(points: Iterable[Point]) -> bytes:

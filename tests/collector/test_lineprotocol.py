@@ -12,12 +12,12 @@ from collector.sink.lineprotocol import (
     encode,
     encode_many,
     escape_key,
-    field_keys,
     format_value,
-    reading_line,
+    reading_writer,
     series,
 )
-from devices.schema import FIELDS, Point
+from devices.payloads import TELEMETRY_MODELS, Telemetry, reading_types
+from devices.schema import Point
 from simulators import servers
 
 
@@ -73,15 +73,35 @@ def test_awkward_text_round_trips_through_influxdb(influxdb: servers.Server) -> 
         assert (row["f"], row["i"], row["b"]) == (0.1, 7, False)
 
 
-@given(st.sampled_from(sorted(FIELDS)), st.data())
+@given(st.sampled_from(sorted(TELEMETRY_MODELS)), st.data())
 def test_a_reading_line_is_the_line_of_its_point(kind: str, data: st.DataObject) -> None:
-    """The reading hot path writes exactly what encoding the reading's point would."""
-    names = FIELDS[kind]
-    value = st.one_of(st.none(), st.booleans(),
-                      st.floats(allow_nan=False, allow_infinity=False, width=64))
-    values = {name: data.draw(value) for name in names}
+    """The reading hot path writes exactly what encoding the reading's point would, for
+    values of the types a validated reading of the kind holds."""
+    types = reading_types(TELEMETRY_MODELS[kind])
+    floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+    values = {name: data.draw(st.none() | (st.booleans() if t is bool else floats))
+              for name, t in types}
     tags = (("city", "石家庄"), ("community", "c 1"), ("device", "d,1"), ("district", "q=x"))
     ts = data.draw(st.integers(0, 2**62))
-    line = reading_line(series(kind, tags), field_keys(names), values, ts)
+    line = reading_writer(types)(series(kind, tags), values, ts)
     fields = tuple((n, v) for n, v in values.items() if v is not None)
     assert line == encode(Point(kind, tags, fields, ts))
+
+
+def test_a_reading_writer_writes_other_types_as_encode_does() -> None:
+    write = reading_writer((("a b", int), ("on", bool), ("x", float), ("note", str)))
+    values = {"a b": 3, "on": False, "x": None, "note": 'say "hi"'}
+    assert write("m", values, 5) == encode(Point("m", (), (("a b", 3), ("on", False),
+                                                          ("note", 'say "hi"')), 5))
+    assert "def write(" in write.__source__  # type: ignore[attr-defined]
+
+
+def test_reading_types_are_what_the_writer_knows() -> None:
+    assert {t for model in TELEMETRY_MODELS.values() for _, t in reading_types(model)} == \
+        {bool, float}
+
+    class Counted(Telemetry):
+        count: int | None = None
+
+    with pytest.raises(TypeError, match=r"Counted\.count"):
+        reading_types(Counted)
