@@ -43,6 +43,9 @@ def _list_of(model: type[Telemetry]) -> TypeAdapter[list[Telemetry]]:
 
 #: Each kind's readings as one list, for arrays.
 LIST_ADAPTERS = {kind: _list_of(model) for kind, model in TELEMETRY_MODELS.items()}
+#: Each kind's model's own validator (pydantic-core's), called without the Python wrapper
+#: of ``model_validate_json``, which cost a single reading 0.23 µs of its 1.9.
+VALIDATORS = {kind: model.__pydantic_validator__ for kind, model in TELEMETRY_MODELS.items()}
 
 
 @functools.lru_cache(maxsize=4)
@@ -158,7 +161,7 @@ class Decoder:
         first = payload[0] if payload else 0
         try:
             if first == OPEN_OBJECT:
-                body = TELEMETRY_MODELS[where.kind].model_validate_json(payload)
+                body = VALIDATORS[where.kind].validate_json(payload)
                 if len(body.__pydantic_fields_set__) != payload.count(b":"):
                     return None     # see _as_orjson_reads, here inline
                 return [self._one(where, payload, msg.received_ms, False, body)]
