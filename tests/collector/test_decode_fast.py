@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from collector.decode import Decoded, Decoder, object_bytes
 from collector.records import Inbound
 from collector.settings import ValidationSettings
-from devices.payloads import TELEMETRY_MODELS, reading_fields
+from devices.payloads import TELEMETRY_MODELS, reading_types
 
 NOW = int(time.time() * 1000)
 SETTINGS = ValidationSettings()
@@ -92,7 +92,8 @@ def objects(draw: st.DrawFn, kind: str) -> str:
     sometimes with a key given twice, the first copy holding anything: a value only one
     parser takes, hidden by the second); else its fields and envelope with values of any
     type, sometimes an unknown key."""
-    names = list(reading_fields(TELEMETRY_MODELS[kind]))
+    types = dict(reading_types(TELEMETRY_MODELS[kind]))
+    names = list(types)
     clean = draw(st.integers(0, 2)) > 0
     pairs: list[tuple[str, str]] = []
     if clean or draw(st.booleans()):
@@ -101,7 +102,7 @@ def objects(draw: st.DrawFn, kind: str) -> str:
     for name in draw(st.lists(st.sampled_from(names), min_size=int(clean),
                               max_size=len(names), unique=clean)):
         if clean or draw(st.booleans()):
-            value = draw(st.sampled_from(["true", "false"])) if name in _BOOLEANS[kind] \
+            value = draw(st.sampled_from(["true", "false"])) if types[name] is bool \
                 else draw(st.sampled_from(GOOD_NUMBERS))
         else:
             value = draw(values())
@@ -120,11 +121,6 @@ def objects(draw: st.DrawFn, kind: str) -> str:
         pairs.append(("unknown", "1"))
     colon = draw(st.sampled_from([":", ":", ":", " : "]))
     return "{" + ",".join(f"{json.dumps(k)}{colon}{v}" for k, v in pairs) + "}"
-
-
-_BOOLEANS = {kind: {name for name, f in model.model_fields.items()
-                    if f.annotation in (bool, bool | None)}
-             for kind, model in TELEMETRY_MODELS.items()}
 
 
 @st.composite
