@@ -43,13 +43,53 @@ class Enricher:
         if item.online is not None:
             return encode(_status_point(device, item))
         if isinstance(item.body, Telemetry):
-            head = self._series.get(device.id)
-            if head is None:
-                head = self._series[device.id] = series(schema.measurement(device.kind),
-                                                        _reading_tags(device))
-            return WRITERS[device.kind](head, item.body.__dict__, item.ts_ms)
+            return WRITERS[device.kind](self._head(device), item.body.__dict__, item.ts_ms)
         assert isinstance(item.body, Event)
         return encode(_event_point(device, item.body, item.ts_ms))
+
+    def enrich_many(self, items: list[Decoded], topic: str, received_ms: int,
+                    rejects: list[Reject]) -> tuple[list[Decoded], list[bytes]]:
+        """One message's objects: those accepted and their lines; each refusal is added to
+        ``rejects``. What :meth:`enrich` gives object by object, with the device looked up
+        and its series found once per topic (an array's fifty readings share theirs)."""
+        accepted: list[Decoded] = []
+        lines: list[bytes] = []
+        where = None
+        known: tuple[str, ReadingWriter] | None = None   # the device's series and writer
+        for item in items:
+            body = item.body
+            if item.online is not None or not isinstance(body, Telemetry):
+                out = self.enrich(item, topic, received_ms)
+                if isinstance(out, Reject):
+                    rejects.append(out)
+                else:
+                    lines.append(out)
+                    accepted.append(item)
+                continue
+            if item.where is not where:
+                where = item.where
+                try:
+                    device = self._device(item)
+                except Rejected:
+                    known = None
+                else:
+                    known = (self._head(device), WRITERS[device.kind])
+            if known is None:
+                out = self.enrich(item, topic, received_ms)   # the refusal, with its reason
+                assert isinstance(out, Reject)
+                rejects.append(out)
+                continue
+            head, write = known
+            lines.append(write(head, body.__dict__, item.ts_ms))
+            accepted.append(item)
+        return accepted, lines
+
+    def _head(self, device: Device) -> str:
+        head = self._series.get(device.id)
+        if head is None:
+            head = self._series[device.id] = series(schema.measurement(device.kind),
+                                                    _reading_tags(device))
+        return head
 
     def _device(self, item: Decoded) -> Device:
         where = item.where

@@ -140,13 +140,4 @@ class Pipeline:
 
     def _enrich(self, msg: Inbound, decoded: list[Decoded], rejects: list[Reject]
                 ) -> tuple[list[Decoded], list[bytes]]:
-        accepted: list[Decoded] = []
-        lines: list[bytes] = []
-        for item in decoded:
-            out = self._enricher.enrich(item, msg.topic, msg.received_ms)
-            if isinstance(out, Reject):
-                rejects.append(out)
-            else:
-                lines.append(out)
-                accepted.append(item)
-        return accepted, lines
+        return self._enricher.enrich_many(decoded, msg.topic, msg.received_ms, rejects)

@@ -79,7 +79,11 @@ def test_a_reading_line_is_the_line_of_its_point(kind: str, data: st.DataObject)
     values of the types a validated reading of the kind holds."""
     types = reading_types(TELEMETRY_MODELS[kind])
     floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
-    values = {name: data.draw(st.none() | (st.booleans() if t is bool else floats))
+    # Half the draws carry every field (the writer's f-string, what devices send), the
+    # others leave any out (its field-by-field path).
+    every = data.draw(st.booleans())
+    values = {name: data.draw((st.nothing() if every else st.none())
+                              | (st.booleans() if t is bool else floats))
               for name, t in types}
     tags = (("city", "石家庄"), ("community", "c 1"), ("device", "d,1"), ("district", "q=x"))
     ts = data.draw(st.integers(0, 2**62))
@@ -94,6 +98,12 @@ def test_a_reading_writer_writes_other_types_as_encode_does() -> None:
     assert write("m", values, 5) == encode(Point("m", (), (("a b", 3), ("on", False),
                                                           ("note", 'say "hi"')), 5))
     assert "def write(" in write.__source__  # type: ignore[attr-defined]
+    values["x"] = 0.5     # every field sent; "a b" needs escaping, so no f-string is built
+    assert write("m", values, 5) == encode(Point("m", (), tuple(values.items()), 5))
+    plain = reading_writer((("n", int), ("on", bool), ("x", float), ("note", str)))
+    values = {"n": -3, "on": True, "x": 1e300, "note": 'a {b} "c" \\'}
+    assert "return f\"{series_text} n=" in plain.__source__  # type: ignore[attr-defined]
+    assert plain("m", values, 5) == encode(Point("m", (), tuple(values.items()), 5))
 
 
 def test_reading_types_are_what_the_writer_knows() -> None:
