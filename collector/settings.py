@@ -65,10 +65,10 @@ class MqttSettings(Section):
     #: small in-flight window waits for those acknowledgements before it sends more.
     stall_flush_ms: Annotated[float, Field(gt=0, le=60_000)] = 3.0
     #: A trickle (fewer messages waiting than one pass takes) is left to pile up in the socket
-    #: this long before it is taken, so one wake-up of the collector takes many messages, not
-    #: one or two: less CPU a message at live rates, for some latency (README, Nothing lost:
-    #: p50 0.09 -> 0.13 s at 30,000 readings/s). 0: off.
-    gather_ms: Annotated[float, Field(ge=0, le=1_000)] = 20.0
+    #: before it is taken, so one wake-up of the collector takes many messages, not one or
+    #: two: less CPU a message at live rates, for some latency. As long as a few hundred
+    #: messages take to arrive (``source.Gathering``), at most this long. 0: off.
+    gather_ms: Annotated[float, Field(ge=0, le=1_000)] = 250.0
     #: TLS (``mqtts://`` URLs): the CA that signed the broker's certificate (default: the
     #: system's trust store); the server's name is always checked against the URL's host.
     ca_file: FilePath | None = None

@@ -31,10 +31,12 @@ raise, when it is smaller than a batch.
 Gathering a trickle: at live rates each socket read brings a message or two, and a wake-up
 of the collector (read, pipeline, batcher, acknowledgements) costs about as much again as the
 messages it takes. So when fewer messages wait than one pass takes (``TAKE``), the socket is
-not read for ``mqtt.gather_ms`` (20 ms) and what piled up meanwhile is taken in one go (the
-simulator's mixed fleet at 1,500 messages/s: 59 -> 44-48 µs of CPU a message, README
-Performance). A gather that brings nothing (a broker waiting for our acknowledgements, or a
-stream that paused) turns gathering off for ``GATHER_BACKOFF_S``: it would only add latency.
+not read for a while and what piled up meanwhile is taken in one go: about as long as
+``GATHER_FOR`` messages take to arrive, at most ``mqtt.gather_ms`` (250 ms), learnt from what
+the gathers bring (``Gathering``; the simulator's mixed fleet at 1,500 messages/s: 59 µs of
+CPU a message without, 41 with 20 ms, 28-29 with 250 ms; README Performance). A gather that
+brings nothing (a broker waiting for our acknowledgements, or a stream that paused) turns
+gathering off for a while: it would only add latency.
 """
 
 from __future__ import annotations
@@ -361,8 +363,52 @@ Handler = Callable[[Sequence[tuple[Inbound, Ticket]]], Awaitable[None]]
 #: the CPU's caches from one stage to the next).
 TAKE = 64
 TAKE_BYTES = 16_384
-#: After a gather that brought nothing, none for this long.
+
+
+class Gathering:
+    """How long a trickle is left to pile up in the socket (the module's docstring).
+
+    A gather lasts about as long as ``GATHER_FOR`` messages take to arrive at the rate the
+    gathers before it saw, and at most ``longest_s`` (``mqtt.gather_ms``): a wake-up of the
+    collector has a cost of its own (about 0.4 ms here, measured on the simulator's mixed
+    fleet; README, Performance), which a pass of a few hundred messages makes small, while a
+    fast stream gathers for a few milliseconds only. A gather that brought nothing (a broker
+    waiting for our acknowledgements, or a stream that paused) turns gathering off, for
+    ``GATHER_BACKOFF_S`` and twice as long each time in a row up to ``GATHER_BACKOFF_MAX_S``:
+    there it would only add latency."""
+
+    def __init__(self, longest_s: float) -> None:
+        self.longest_s = longest_s
+        #: The next gather's length: learnt from what the gathers bring.
+        self.seconds = longest_s
+        self._off_until = 0.0
+        self._backoff_s = GATHER_BACKOFF_S
+        #: Gathers that brought nothing, since start.
+        self.empty = 0
+
+    def due(self, now: float) -> bool:
+        return self.longest_s > 0 and now >= self._off_until
+
+    def brought(self, messages: int, now: float) -> None:
+        """The gather just ended brought ``messages``."""
+        if messages == 0:
+            self.empty += 1
+            self._off_until = now + self._backoff_s
+            self._backoff_s = min(self._backoff_s * 2, GATHER_BACKOFF_MAX_S)
+            return
+        self._backoff_s = GATHER_BACKOFF_S
+        wanted = self.seconds * GATHER_FOR / messages     # at the rate this one saw
+        # Half-way (geometrically) towards it: one burst or lull does not swing it.
+        self.seconds = min(self.longest_s, max(GATHER_MIN_S, (self.seconds * wanted) ** 0.5))
+
+
+#: A gather lasts about as long as this many messages take to arrive.
+GATHER_FOR = 512
+#: Its shortest: a stream that fast fills a pass on its own.
+GATHER_MIN_S = 0.0005
+#: After a gather that brought nothing, none for this long; doubled each time in a row.
 GATHER_BACKOFF_S = 1.0
+GATHER_BACKOFF_MAX_S = 64.0
 
 def _take_some(inbox: deque[tuple[Inbound, Ticket]]) -> list[tuple[Inbound, Ticket]]:
     batch = [inbox.popleft()]
@@ -448,7 +494,7 @@ class MqttSource:
         self._taking = True
         self._closed = asyncio.Event()
         self.window = Window(batch_hint)
-        self._no_gather_until = 0.0
+        self.gathering = Gathering(settings.gather_ms / 1000)
         #: The collector's own publishes (alerts), kept until the broker acknowledges them.
         self.outbox = Outbox()
 
@@ -551,7 +597,6 @@ class MqttSource:
     async def _take(self, conn: _Connection, handle: Handler) -> None:
         inbox = conn.inbox
         stall_s = self._settings.stall_flush_ms / 1000
-        gather_s = self._settings.gather_ms / 1000
         while self._taking:
             if not inbox and len(conn.acks) and self._on_stall is not None and \
                     not await conn.wait_for_messages(stall_s):
@@ -565,12 +610,11 @@ class MqttSource:
                 acked = conn.acks.flushed_at
                 self.window.resumed(time.monotonic() - acked if acked > stalled_at else None)
             await conn.wait_for_messages()
-            if gather_s and len(inbox) < TAKE and conn.subscribed and \
-                    time.monotonic() >= self._no_gather_until:
+            gathering = self.gathering
+            if len(inbox) < TAKE and conn.subscribed and gathering.due(time.monotonic()):
                 waiting = len(inbox)
-                await conn.gather(gather_s)
-                if len(inbox) == waiting:
-                    self._no_gather_until = time.monotonic() + GATHER_BACKOFF_S
+                await conn.gather(gathering.seconds)
+                gathering.brought(len(inbox) - waiting, time.monotonic())
             while inbox and self._taking:
                 # Left in the inbox once not taking: unacknowledged, delivered again later.
                 await handle(_take_some(inbox))

@@ -17,7 +17,15 @@ from collector import mqttwire as wire
 from collector.errors import BrokerError
 from collector.records import Inbound
 from collector.settings import MqttSettings
-from collector.source import MqttSource, Outbox, Ticket, _Connection
+from collector.source import (
+    GATHER_FOR,
+    GATHER_MIN_S,
+    Gathering,
+    MqttSource,
+    Outbox,
+    Ticket,
+    _Connection,
+)
 
 
 class Transport(asyncio.Transport):
@@ -305,11 +313,34 @@ def test_a_small_window_drains_at_the_round_trip_and_is_learnt(
         assert "max_inflight_messages 0" in caplog.text and "mqtt.prefetch" in caplog.text
         assert caplog.text.count("sends at most 20") == 1, "warned once"
         # Its window is full before a pass would take more: gathering brought nothing and
-        # was turned off (it would have added 20 ms to every round trip).
-        assert source._no_gather_until > 0
+        # was turned off (it would have added its length to every round trip).
+        assert source.gathering.empty >= 1
         broker.server.close()
 
     asyncio.run(go())
+
+
+def test_a_gather_lasts_as_long_as_a_pass_takes_to_arrive() -> None:
+    gathering = Gathering(0.25)
+    assert gathering.due(0.0) and gathering.seconds == 0.25
+    for _ in range(30):     # 40,000 messages/s: about 13 ms brings GATHER_FOR
+        gathering.brought(round(40_000 * gathering.seconds), 0.0)
+    assert 0.9 < gathering.seconds * 40_000 / GATHER_FOR < 1.1
+    for _ in range(30):     # 1,500 messages/s: GATHER_FOR would take 340 ms, over the longest
+        gathering.brought(max(1, round(1_500 * gathering.seconds)), 0.0)
+    assert gathering.seconds == 0.25
+    for _ in range(30):     # a flood: the shortest
+        gathering.brought(100_000, 0.0)
+    assert gathering.seconds == GATHER_MIN_S
+    # Nothing brought: off for 1 s, then 2, 4 ... in a row; something brought resets that.
+    gathering.brought(0, 10.0)
+    assert not gathering.due(10.9) and gathering.due(11.0)
+    gathering.brought(0, 11.0)
+    assert not gathering.due(12.9) and gathering.due(13.0)
+    gathering.brought(5, 13.0)
+    gathering.brought(0, 13.0)
+    assert gathering.due(14.0) and gathering.empty == 3
+    assert not Gathering(0.0).due(0.0), "gather_ms 0: off"
 
 
 @pytest.mark.parametrize("gather_ms", [0.0, 20.0])
