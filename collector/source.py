@@ -379,8 +379,10 @@ class Gathering:
 
     def __init__(self, longest_s: float) -> None:
         self.longest_s = longest_s
-        #: The next gather's length: learnt from what the gathers bring.
-        self.seconds = longest_s
+        #: The next gather's length: learnt from what the gathers bring. Short to start
+        #: with: the first messages may be the start of a flood (a backlog after an outage),
+        #: whose first gathers would each add their length to its latency.
+        self.seconds = min(longest_s, GATHER_FIRST_S)
         self._off_until = 0.0
         self._backoff_s = GATHER_BACKOFF_S
         #: Gathers that brought nothing, since start.
@@ -404,6 +406,8 @@ class Gathering:
 
 #: A gather lasts about as long as this many messages take to arrive.
 GATHER_FOR = 512
+#: The first gather's length (at most the longest).
+GATHER_FIRST_S = 0.02
 #: Its shortest: a stream that fast fills a pass on its own.
 GATHER_MIN_S = 0.0005
 #: After a gather that brought nothing, none for this long; doubled each time in a row.

@@ -113,54 +113,58 @@ def _quiet(s: Seen, rule: str, active: bool) -> bool:
 
 def streetlight(s: Seen) -> list[Verdict]:
     out: list[Verdict] = []
-    f, cfg = s.fields, s.settings
-    if s.event == "fault":
-        out.append(Verdict("lamp_fault", True, "warning", 1.0,
-                           s.say("lamp_fault", code=s.detail.get("code", "?"))))
+    if s.event is not None:
+        if s.event == "fault":
+            out.append(Verdict("lamp_fault", True, "warning", 1.0,
+                               s.say("lamp_fault", code=s.detail.get("code", "?"))))
         return out
-    if f and s.open("lamp_fault"):  # a reading after a fault report: the lamp works again
+    # The hot path of a lit streetlight (issue 15): the alert book's test and the fields
+    # taken once into locals.
+    f, cfg, opened = s.fields, s.settings, s.open
+    if f and opened("lamp_fault"):  # a reading after a fault report: the lamp works again
         out.append(Verdict("lamp_fault", False, "warning"))
     on, lux = f.get("on"), f.get("lux")
     if on is not None and lux is not None:
-        was = s.open("lamp_dark")
+        was = opened("lamp_dark")
         dark = on is False and lux < (cfg.lamp_dark_lux * (2 if was else 1))
         if dark or was:
             out.append(Verdict("lamp_dark", dark, "warning", lux,
                                s.say("lamp_dark", lux=lux)))
-        was = s.open("lamp_day_burning")
+        was = opened("lamp_day_burning")
         burning = on is True and lux > cfg.lamp_daylight_lux * (0.5 if was else 1)
         if burning or was:
             out.append(Verdict("lamp_day_burning", burning, "info", lux,
                                s.say("lamp_day_burning", lux=lux)))
-    rated = float(s.attrs.get("rated_power_w", 0))
     power, dim = f.get("power_w"), f.get("dim_pct")
-    if rated and on and power is not None and dim:
-        expected = rated * dim / 100
-        off_by = abs(power - expected) / expected
-        was = s.open("lamp_power")
-        failing = off_by > cfg.lamp_power_tolerance * (0.7 if was else 1)
-        if failing or was:
-            out.append(Verdict("lamp_power", failing, "warning", power,
-                               s.say("lamp_power", power=power, expected=expected, off_by=off_by),
-                               off_by))
-    out += _counter(s, "energy_kwh")
+    if on and power is not None and dim:
+        rated = float(s.attrs.get("rated_power_w", 0))
+        if rated:
+            expected = rated * dim / 100
+            off_by = abs(power - expected) / expected
+            was = opened("lamp_power")
+            failing = off_by > cfg.lamp_power_tolerance * (0.7 if was else 1)
+            if failing or was:
+                out.append(Verdict("lamp_power", failing, "warning", power,
+                                   s.say("lamp_power", power=power, expected=expected,
+                                         off_by=off_by), off_by))
+    _counter(s, "energy_kwh", out)
     return out
 
 
-def _counter(s: Seen, name: str) -> list[Verdict]:
-    out: list[Verdict] = []
+def _counter(s: Seen, name: str, out: list[Verdict]) -> None:
+    """``counter_backwards`` for the counter ``name``, into ``out``."""
     value = s.fields.get(name)
     if value is None:
-        return out
-    previous = s.state.get(name)
-    s.state[name] = value
+        return
+    state = s.state
+    previous = state.get(name)
+    state[name] = value
     if previous is not None:
         back = value < previous - 1e-9
-        if not _quiet(s, "counter_backwards", back):
+        if back or s.open("counter_backwards"):
             out.append(Verdict("counter_backwards", back, "warning", value,
                                s.say("counter_backwards", name=name, previous=previous,
                                      value=value)))
-    return out
 
 
 # --- waste ------------------------------------------------------------------------------
@@ -211,7 +215,7 @@ def waste_bin(s: Seen) -> list[Verdict]:
 def water_meter(s: Seen) -> list[Verdict]:
     out: list[Verdict] = []
     f = s.fields
-    out += _counter(s, "total_m3")
+    _counter(s, "total_m3", out)
     pressure = f.get("pressure_kpa")
     if pressure is not None:
         out += _pressure_drop(s, pressure)
@@ -384,7 +388,8 @@ _SAME = {name: f"same:{name}" for names in VARYING.values() for name in names}
 
 def any_device(s: Seen) -> list[Verdict]:
     out: list[Verdict] = []
-    battery = s.fields.get("battery_pct")
+    f, state = s.fields, s.state
+    battery = f.get("battery_pct")
     if battery is not None:
         was = s.open("battery_low")
         low = battery < s.settings.battery_low_pct + (5 if was else 0)
@@ -393,16 +398,16 @@ def any_device(s: Seen) -> list[Verdict]:
                                s.say("battery_low", battery=battery)))
     longest, stuck_field, stuck_value = 0, "", 0.0
     for name in VARYING.get(s.device.kind, ()):
-        value = s.fields.get(name)
+        value = f.get(name)
         if value is None:
             continue
         key = _SAME[name]
-        last, count = s.state.get(key, (None, 0))
-        count = count + 1 if value == last else 1
-        s.state[key] = (value, count)
+        last = state.get(key)
+        count = last[1] + 1 if last is not None and value == last[0] else 1
+        state[key] = (value, count)
         if count > longest:
             longest, stuck_field, stuck_value = count, name, value
-    if longest and not _quiet(s, "value_stuck", stuck := longest >= s.settings.stuck_readings):
+    if longest and ((stuck := longest >= s.settings.stuck_readings) or s.open("value_stuck")):
         out.append(Verdict("value_stuck", stuck, "warning", stuck_value,
                            s.say("value_stuck", field=stuck_field, value=stuck_value, n=longest)))
     return out

@@ -18,6 +18,7 @@ from collector.errors import BrokerError
 from collector.records import Inbound
 from collector.settings import MqttSettings
 from collector.source import (
+    GATHER_FIRST_S,
     GATHER_FOR,
     GATHER_MIN_S,
     Gathering,
@@ -322,7 +323,7 @@ def test_a_small_window_drains_at_the_round_trip_and_is_learnt(
 
 def test_a_gather_lasts_as_long_as_a_pass_takes_to_arrive() -> None:
     gathering = Gathering(0.25)
-    assert gathering.due(0.0) and gathering.seconds == 0.25
+    assert gathering.due(0.0) and gathering.seconds == GATHER_FIRST_S
     for _ in range(30):     # 40,000 messages/s: about 13 ms brings GATHER_FOR
         gathering.brought(round(40_000 * gathering.seconds), 0.0)
     assert 0.9 < gathering.seconds * 40_000 / GATHER_FOR < 1.1
