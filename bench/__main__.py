@@ -4,10 +4,11 @@
    the collector alone (into a discarding endpoint) against ``mosquitto_sub``, and the
    collector into InfluxDB against InfluxDB's own ingest of the same points
    (``bench/drain.py``);
-2. live load at half the collector's own end-to-end drain rate and at half InfluxDB's
-   ceiling, single lit-streetlight readings at QoS 1: the rate that lands (and its ratio to
-   InfluxDB's ceiling), publish-to-queryable latency p50 / p99, collector CPU µs per
-   reading (``bench/live.py``);
+2. live load at QoS 1: single lit-streetlight readings at half the collector's own
+   end-to-end drain rate and at half InfluxDB's ceiling, and arrays of 50 at half
+   InfluxDB's ceiling for arrays: the rate that lands (and its ratio to that ceiling),
+   publish-to-queryable latency p50 / p99, collector CPU µs per reading
+   (``bench/live.py``);
 3. live load of the simulator's mixed fleet (20 communities, every kind, 1,500 messages/s for
    30 s, as ``sct demo`` sends them): collector CPU µs per message (``bench/fleet.py``).
 
@@ -36,32 +37,38 @@ from bench.stack import Collector, collector_env, forget_session, running_server
 
 
 def live_runs(work: Path, mq: Any, influx: Any, registry: dict[str, Any],
-              rates: list[tuple[str, float]], seconds: float) -> list[dict[str, Any]]:
+              loads: list[tuple[str, float, int, float]], seconds: float
+              ) -> list[dict[str, Any]]:
+    """Each load: its label, readings/s, readings a message, and the InfluxDB ceiling its
+    ratio is read against."""
     devices = lamps(registry)
     out: list[dict[str, Any]] = []
-    for label, rate in rates:
+    for label, readings_s, per_message, ceiling in loads:
         env = collector_env(work, mq, influx, f"live-{len(out)}")
         collector = Collector(env, work)
         collector.start()
         try:
             result = live.run(collector, mq.port, f"http://127.0.0.1:{influx.port}",
-                              env["SCT_INFLUX__DATABASE"], devices, live.LiveLoad(rate, seconds),
+                              env["SCT_INFLUX__DATABASE"], devices,
+                              live.LiveLoad(readings_s / per_message, seconds, per_message),
                               {"mosquitto": mq.process.pid, "influxd": influx.process.pid})
         finally:
             usage = collector.stop()
             forget_session(mq.port, env["SCT_MQTT__CLIENT_ID"])
-        out.append({"bench": "live", "load": label, **result,
-                    "collector_peak_rss_mb": round(usage.peak_rss_mb)})
+        out.append({"bench": "live", "load": label, "per_message": per_message,
+                    "offered_readings_s": readings_s, "influx_ceiling_points_s": ceiling,
+                    **result, "collector_peak_rss_mb": round(usage.peak_rss_mb)})
     return out
 
 
-def print_live(results: list[dict[str, Any]], ceiling: float) -> None:
-    print(f"\n{'live, single readings QoS 1':<34}{'offered':>9}{'landed/s':>10}{'ratio':>7}"
+def print_live(results: list[dict[str, Any]]) -> None:
+    print(f"\n{'live, QoS 1, readings/s':<40}{'offered':>9}{'landed':>9}{'ratio':>7}"
           f"{'p50 s':>7}{'p99 s':>7}{'lost':>6}{'µs/rd':>7}  CPU (cores)")
     for r in results:
         cpu = " ".join(f"{k}={v:.2f}" for k, v in r["cpu"].items())
-        print(f"{r['load']:<34}{r['offered_msg_s']:>9,.0f}{r['landed_readings_s']:>10,.0f}"
-              f"{r['landed_readings_s'] / ceiling:>7.2f}{r['latency_p50_s']:>7.2f}"
+        print(f"{r['load']:<40}{r['offered_readings_s']:>9,.0f}{r['landed_readings_s']:>9,.0f}"
+              f"{r['landed_readings_s'] / r['influx_ceiling_points_s']:>7.2f}"
+              f"{r['latency_p50_s']:>7.2f}"
               f"{r['latency_p99_s']:>7.2f}{r['readings'] - r['landed']:>6}"
               f"{r['cpu_us_per_reading']:>7.1f}  {cpu}")
 
@@ -79,14 +86,19 @@ def main(argv: list[str] | None = None) -> int:
             running_servers(Path(tmp)) as (mq, influx, registry):
         work = Path(tmp)
         drains = drain.run(work, mq, influx, registry, args.readings, args.profile)
-        ceiling = drains[0]["influx_ceiling"]["points_s"]
+        single, arrays = (drains[0]["influx_ceiling"]["points_s"],
+                          drains[1]["influx_ceiling"]["points_s"])
         own = drains[0]["end_to_end"]["msg_s"]
+        # Single readings at half the collector's own rate and at half InfluxDB's ceiling;
+        # arrays of 50 (gateways' flushes) at half InfluxDB's ceiling for arrays.
         lives = live_runs(work, mq, influx, registry,
-                          [("half the collector's drain rate", own / 2),
-                           ("half InfluxDB's ceiling", ceiling / 2)], args.live_seconds)
+                          [("single, half the collector's drain rate", own / 2, 1, single),
+                           ("single, half InfluxDB's ceiling", single / 2, 1, single),
+                           ("arrays of 50, half InfluxDB's ceiling", arrays / 2, 50, arrays)],
+                          args.live_seconds)
         mixed = fleet.run(work, mq, influx, 20, 1500.0, 30.0)
     drain.print_table(drains)
-    print_live(lives, ceiling)
+    print_live(lives)
     fleet.print_result(mixed)
     args.out.write_text(json.dumps({"drain": drains, "live": lives, "fleet": mixed}, indent=2))
     print(f"figures in {args.out}")
