@@ -196,9 +196,16 @@ class DetectStage:
         device = self._registry.device(item.where.device)
         if device is None or not self._settings.enabled:
             return []
-        alerts = self._presence(device, item)
+        did = device.id
+        self._seen[did] = _learnt(self._seen.get(did), item.ts_ms, item.moved)
+        opened = self.book.rules_open(did)
+        # Most readings: no alert open and not a status, so no presence verdict to make.
+        alerts = self._presence_alerts(device, item) if opened or item.online is not None \
+            else []
         if item.online is not None:
             return alerts
+        if alerts:
+            opened = self.book.rules_open(did)    # the book may have dropped the set
         body = item.body
         if isinstance(body, Telemetry):
             # The validated model's own values, not a copy: the rules only look fields up,
@@ -210,12 +217,12 @@ class DetectStage:
             fields, event = {}, body.type
             detail = {"result": getattr(body, "result", None),
                       "code": getattr(body, "code", None)}
-        state = self._state.get(device.id)
+        state = self._state.get(did)
         if state is None:   # not setdefault: that builds an empty dict for every reading
-            state = self._state[device.id] = {}
+            state = self._state[did] = {}
         seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail, state,
-                    self.book.rules_open(device.id).__contains__, self._settings,
-                    self._attrs.get(device.id, device.attrs), item.moved, self._language)
+                    opened.__contains__, self._settings, self._attrs.get(did, device.attrs),
+                    item.moved, self._language)
         verdicts: list[Verdict] = []
         for rule in RULES[device.kind]:
             try:
@@ -278,10 +285,6 @@ class DetectStage:
         drivers = ", ".join(f"{names[i]} {share:.0%}" for i, share in detector.drivers()[:2])
         return [Verdict("anomaly", active, "info", score,
                         seen.say("anomaly", drivers=drivers), score)]
-
-    def _presence(self, device: Device, item: Decoded) -> list[Alert]:
-        self._seen[device.id] = _learnt(self._seen.get(device.id), item.ts_ms, item.moved)
-        return self._presence_alerts(device, item)
 
     def _presence_alerts(self, device: Device, item: Decoded) -> list[Alert]:
         # Almost always nothing to do: no Verdict is built unless an alert may change.
