@@ -372,7 +372,8 @@ class Gathering:
     gathers before it saw, and at most ``longest_s`` (``mqtt.gather_ms``): a wake-up of the
     collector has a cost of its own (about 0.4 ms here, measured on the simulator's mixed
     fleet; README, Performance), which a pass of a few hundred messages makes small, while a
-    fast stream gathers for a few milliseconds only. A gather that brought nothing (a broker
+    fast stream gathers for a few milliseconds only, and a slow one (under ``GATHER_WORTH``
+    messages in the longest gather) for ``GATHER_FIRST_S``. A gather that brought nothing (a broker
     waiting for our acknowledgements, or a stream that paused) turns gathering off, for
     ``GATHER_BACKOFF_S`` and twice as long each time in a row up to ``GATHER_BACKOFF_MAX_S``:
     there it would only add latency."""
@@ -399,15 +400,23 @@ class Gathering:
             self._backoff_s = min(self._backoff_s * 2, GATHER_BACKOFF_MAX_S)
             return
         self._backoff_s = GATHER_BACKOFF_S
-        wanted = self.seconds * GATHER_FOR / messages     # at the rate this one saw
+        rate = messages / self.seconds      # what this one saw
+        if rate * self.longest_s < GATHER_WORTH:
+            # So slow that even the longest gather would bring a handful: the wake-ups it
+            # saves cost next to nothing, and each gather would only add its latency.
+            self.seconds = min(self.longest_s, GATHER_FIRST_S)
+            return
+        wanted = GATHER_FOR / rate
         # Half-way (geometrically) towards it: one burst or lull does not swing it.
         self.seconds = min(self.longest_s, max(GATHER_MIN_S, (self.seconds * wanted) ** 0.5))
 
 
 #: A gather lasts about as long as this many messages take to arrive.
 GATHER_FOR = 512
-#: The first gather's length (at most the longest).
+#: The first gather's length (at most the longest), and the length of every one while the
+#: rate is so low that the longest would bring fewer than ``GATHER_WORTH`` messages.
 GATHER_FIRST_S = 0.02
+GATHER_WORTH = 16
 #: Its shortest: a stream that fast fills a pass on its own.
 GATHER_MIN_S = 0.0005
 #: After a gather that brought nothing, none for this long; doubled each time in a row.

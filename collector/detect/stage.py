@@ -115,10 +115,14 @@ class DetectStage:
         alerts: list[Alert] = []
         if len(items) > 1:
             try:
-                return self._observe_run(items)
-            except Exception:   # a bug of the run's own bookkeeping: the rest one by one
+                self._observe_run(items, alerts)
+            except Exception:
+                # A bug of the run's own bookkeeping (each rule and detector has its own
+                # guard): counted and logged; the transitions so far are given, the rest
+                # of this message's readings are not judged (judging them one by one now
+                # could judge some twice).
                 self._failed("detect_stage", items[0].where.device)
-                return alerts
+            return alerts
         for item in items:
             try:
                 alerts.extend(self.observe(item))
@@ -126,17 +130,17 @@ class DetectStage:
                 self._failed("detect_stage", item.where.device)
         return alerts
 
-    def _observe_run(self, items: list[Decoded]) -> list[Alert]:
-        """What :meth:`observe` gives item by item, for one message's objects (one device's:
-        an array of readings). What depends only on the device (its registry entry, rule
-        state, rules, attributes, open alerts) is looked up once, and one :class:`Seen` is
-        moved from reading to reading: for a lit streetlight's array about 1 µs a reading
-        less (README "Performance"). A rule still runs once per reading, in order."""
-        alerts: list[Alert] = []
+    def _observe_run(self, items: list[Decoded], alerts: list[Alert]) -> None:
+        """What :meth:`observe` gives item by item, into ``alerts``, for one message's
+        objects (one device's: an array of readings). What depends only on the device (its
+        registry entry, rule state, rules, attributes, open alerts) is looked up once, and
+        one :class:`Seen` is moved from reading to reading: for a lit streetlight's array
+        about 1 µs a reading less (README "Performance"). A rule still runs once per
+        reading, in order."""
         where = items[0].where
         device = self._registry.device(where.device)
         if device is None or not self._settings.enabled:
-            return alerts
+            return
         did = device.id
         state = self._state.get(did)
         if state is None:
@@ -183,7 +187,6 @@ class DetectStage:
                 alerts.extend(self.book.observe_all(subject, verdicts, ts_ms))
                 opened = self.book.rules_open(did)     # the book may have made a new set
                 seen.open = opened.__contains__
-        return alerts
 
     def _subject(self, device: Device) -> Subject:
         subject = self._subjects.get(device.id)

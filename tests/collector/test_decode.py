@@ -167,3 +167,27 @@ def test_an_array_validated_as_one_list_gives_what_its_objects_give_alone() -> N
     together, rejects = decoder.decode(Inbound(LAMP, orjson.dumps(objects), NOW))
     assert len(together) == 4 and [r.reason for r in rejects] == ["invalid"]
     assert "dim_pct" in rejects[0].detail and orjson.loads(rejects[0].payload) == objects[2]
+
+
+@pytest.mark.parametrize(("topic", "reason"), [
+    ("sc/c1/streetlight/no-such-lamp/telemetry", "unknown_device"),
+    ("sc/c2/streetlight/lamp-1/telemetry", "community_mismatch"),
+    ("sc/c1/waste_bin/lamp-1/telemetry", "kind_mismatch"),
+])
+def test_an_array_the_registry_refuses_is_refused_item_by_item(topic: str, reason: str) -> None:
+    """Enrich looks a message's device up once (``Enricher.enrich_many``); each item of a
+    refused array is still its own refusal, keeping that item's bytes."""
+    kind = topic.split("/")[2]
+    field = "dim_pct" if kind == "streetlight" else "fill_pct"
+    items = [{"ts": NOW - k, field: float(k)} for k in range(3)]
+    lines, rejects = run(topic, items)
+    assert lines == []
+    assert [r.reason for r in rejects] == [reason] * 3
+    assert [orjson.loads(r.payload) for r in rejects] == items
+
+
+def test_an_array_gives_the_lines_its_readings_give_one_by_one() -> None:
+    items = [{"ts": NOW - k, "on": k % 2 == 0, "dim_pct": float(k), "lux": 3.5} for k in range(4)]
+    lines, rejects = run(LAMP, items)
+    assert rejects == []
+    assert lines == [run(LAMP, item)[0][0] for item in items]

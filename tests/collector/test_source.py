@@ -333,6 +333,11 @@ def test_a_gather_lasts_as_long_as_a_pass_takes_to_arrive() -> None:
     for _ in range(30):     # a flood: the shortest
         gathering.brought(100_000, 0.0)
     assert gathering.seconds == GATHER_MIN_S
+    gathering.brought(1, 0.0)   # 2,000 messages/s: 500 in the longest, worth gathering
+    assert gathering.seconds > GATHER_MIN_S
+    for _ in range(30):     # 10 messages/s: the longest would bring 2.5, not worth its wait
+        gathering.brought(max(1, round(10 * gathering.seconds)), 0.0)
+    assert gathering.seconds == GATHER_FIRST_S
     # Nothing brought: off for 1 s, then 2, 4 ... in a row; something brought resets that.
     gathering.brought(0, 10.0)
     assert not gathering.due(10.9) and gathering.due(11.0)
