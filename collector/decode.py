@@ -7,7 +7,8 @@ faster); only when something in it is bad is it taken object by object, so each 
 gets its own reason and the good ones still go on.
 
 Readings take a fast path first: the payload's bytes validated straight by the kind's model
-(pydantic's own JSON parser: no dict or list of Python objects built only to be validated).
+(pydantic's own JSON parser: no dict or list of Python objects built only to be validated;
+the model's schema less its two Python validators, whose checks are made inline).
 It is taken only when every object in the message is accepted; anything else (a bad field,
 a bad stamp, JSON the fast path does not take) goes through the general path again, which
 says what is wrong. Both accept the same payloads with the same values: a property test
@@ -61,9 +62,9 @@ def _declarative(schema: Any) -> Any:
     schema still checks every type, range and unknown key, and what they decide is decided
     in :meth:`Decoder._accept_all`: a stamp as text fails the strict integer left in its
     place (the general path then reads it through the model), and a reading must be present
-    (a reading field that is not None). Any other Python
-    validator stops the collector at import, not silently skipped. The property test
-    (``tests/collector/test_decode_fast.py``) holds both paths to the same answers."""
+    (a reading field that is not None). Any other Python validator stops the collector at
+    import, not silently skipped. The property test (``tests/collector/test_decode_fast.py``)
+    holds both paths to the same answers."""
     if isinstance(schema, list):
         return [_declarative(part) for part in schema]
     if not isinstance(schema, dict):
