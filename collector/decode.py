@@ -36,6 +36,7 @@ from devices.payloads import (
     TELEMETRY_MODELS,
     Envelope,
     Telemetry,
+    has_a_reading,
     reading_fields,
 )
 from devices.topics import DeviceTopic
@@ -80,13 +81,8 @@ def _declarative(schema: Any) -> Any:
     return {key: _declarative(value) for key, value in schema.items()}
 
 
-#: Each kind's reading fields (Telemetry._has_a_reading's: one of them must not be None).
+#: Each kind's reading fields (one of them must be set: ``has_a_reading``).
 READING_FIELDS = {kind: reading_fields(model) for kind, model in TELEMETRY_MODELS.items()}
-
-
-def _has_a_reading(body: Telemetry) -> bool:
-    values = body.__dict__
-    return any(values[name] is not None for name in reading_fields(type(body)))
 
 
 #: Each kind's model without its Python validators (see _declarative), alone and as a list;
@@ -216,7 +212,7 @@ class Decoder:
                 body = VALIDATORS[where.kind].validate_json(payload)
                 if len(body.__pydantic_fields_set__) != payload.count(b":"):
                     return None     # see _as_orjson_reads, here inline
-                if body.ts is None and _has_a_reading(body):
+                if body.ts is None and has_a_reading(body.__dict__, READING_FIELDS[where.kind]):
                     return [self._one(where, payload, received_ms, False, body)]
                 bodies = [body]
             elif first == OPEN_ARRAY:
@@ -239,7 +235,7 @@ class Decoder:
                     (body.device is not None and body.device != device):
                 return None
             values = body.__dict__
-            for name in readings:    # the first field sent ends it: most often the first
+            for name in readings:   # has_a_reading, inline: it runs for every reading
                 if values[name] is not None:
                     break
             else:

@@ -95,7 +95,8 @@ class Pipeline:
         for i, msg in enumerate(msgs):
             if failed[i] is None:
                 try:
-                    accepted[i], lines[i] = self._enrich(msg, decoded[i], rejects[i])
+                    accepted[i], lines[i] = self._enricher.enrich_many(
+                        decoded[i], msg.topic, msg.received_ms, rejects[i])
                 except Exception as exc:
                     failed[i] = exc
         for i, error in enumerate(failed):
@@ -137,7 +138,3 @@ class Pipeline:
                     decoded[k] = replace(item, ts_ms=stamp.ts_ms, moved=stamp.moved)
                     stamped += 1
         return decoded, rejects, stamped
-
-    def _enrich(self, msg: Inbound, decoded: list[Decoded], rejects: list[Reject]
-                ) -> tuple[list[Decoded], list[bytes]]:
-        return self._enricher.enrich_many(decoded, msg.topic, msg.received_ms, rejects)

@@ -113,65 +113,83 @@ class DetectStage:
     def observe_many(self, items: list[Decoded]) -> list[Alert]:
         """The alert transitions of one message's accepted objects; never raises."""
         alerts: list[Alert] = []
-        if len(items) > 1:
+        if items:
             try:
-                self._observe_run(items, alerts)
+                self._observe(items, alerts)
             except Exception:
-                # A bug of the run's own bookkeeping (each rule and detector has its own
+                # A bug of the stage's own bookkeeping (each rule and detector has its own
                 # guard): counted and logged; the transitions so far are given, the rest
-                # of this message's readings are not judged (judging them one by one now
+                # of this message's objects are not judged (judging them one by one now
                 # could judge some twice).
                 self._failed("detect_stage", items[0].where.device)
-            return alerts
-        for item in items:
-            try:
-                alerts.extend(self.observe(item))
-            except Exception:
-                self._failed("detect_stage", item.where.device)
         return alerts
 
-    def _observe_run(self, items: list[Decoded], alerts: list[Alert]) -> None:
-        """What :meth:`observe` gives item by item, into ``alerts``, for one message's
-        objects (one device's: an array of readings). What depends only on the device (its
-        registry entry, rule state, rules, attributes, open alerts) is looked up once, and
-        one :class:`Seen` is moved from reading to reading: for a lit streetlight's array
-        about 1 µs a reading less (README "Performance"). A rule still runs once per
-        reading, in order."""
+    def observe(self, item: Decoded) -> list[Alert]:
+        """The alert transitions one accepted object causes."""
+        alerts: list[Alert] = []
+        self._observe([item], alerts)
+        return alerts
+
+    def _subject(self, device: Device) -> Subject:
+        subject = self._subjects.get(device.id)
+        if subject is None:
+            subject = self._subjects[device.id] = Subject.of(device)
+        return subject
+
+    def _observe(self, items: list[Decoded], alerts: list[Alert]) -> None:
+        """The transitions of one message's objects (one device's, on one topic: a reading,
+        an event, a status, or an array of readings), in order, into ``alerts``.
+
+        What depends only on the device (its registry entry, rule state, rules, attributes,
+        open alerts) is looked up once a message, and one :class:`Seen` is moved from object
+        to object: for a lit streetlight's array about 1 µs a reading less than a lookup
+        each (README "Performance"). A rule still runs once per object, in order."""
         where = items[0].where
         device = self._registry.device(where.device)
         if device is None or not self._settings.enabled:
             return
         did = device.id
         state = self._state.get(did)
-        if state is None:
+        if state is None:   # not setdefault: that builds an empty dict for every message
             state = self._state[did] = {}
         opened = self.book.rules_open(did)
-        subject = self._subject(device)
+        subject: Subject | None = None      # looked up when a rule has something to say
         seen = Seen(device, 0, 0.0, _NO_DETAIL, None, _NO_DETAIL, state, opened.__contains__,
                     self._settings, self._attrs.get(did, device.attrs), False, self._language)
         rules = RULES[device.kind]
         statistical = self._settings.statistical and device.kind in WATCHED
         last = self._seen.get(did)
         for item in items:
-            body = item.body
-            if item.online is not None or not isinstance(body, Telemetry) or \
-                    (item.where is not where and item.where != where):
-                try:     # not a reading of this device: the general way
-                    alerts.extend(self.observe(item))
-                except Exception:
-                    self._failed("detect_stage", item.where.device)
+            if item.where is not where and item.where != where:
+                self._observe([item], alerts)   # not this message's device: on its own
                 last = self._seen.get(did)
                 opened = self.book.rules_open(did)
                 seen.open = opened.__contains__
                 continue
             ts_ms = item.ts_ms
             self._seen[did] = last = _learnt(last, ts_ms, item.moved)
-            if opened and (presence := self._presence_alerts(device, item)):
+            # Most readings: no alert open and not a status, so no presence verdict to make.
+            if (opened or item.online is not None) and \
+                    (presence := self._presence_alerts(device, item)):
                 alerts.extend(presence)
-                opened = self.book.rules_open(did)
+                opened = self.book.rules_open(did)     # the book may have changed the set
                 seen.open = opened.__contains__
-            seen.ts_ms, seen.hour, seen.moved = ts_ms, local_hour(ts_ms), item.moved
-            seen.fields = fields = body.__dict__
+            if item.online is not None:
+                continue
+            body = item.body
+            if isinstance(body, Telemetry):
+                # The validated model's own values, not a copy: the rules only look fields
+                # up, and copying them was the stage's largest single cost (issue 15).
+                fields: dict[str, Any] = body.__dict__
+                seen.event, seen.detail = None, _NO_DETAIL
+            else:
+                assert isinstance(body, Event)
+                fields = {}
+                seen.event = body.type
+                seen.detail = {"result": getattr(body, "result", None),
+                               "code": getattr(body, "code", None)}
+            seen.ts_ms, seen.hour, seen.moved, seen.fields = \
+                ts_ms, local_hour(ts_ms), item.moved, fields
             verdicts: list[Verdict] = []
             for rule in rules:
                 try:
@@ -183,63 +201,11 @@ class DetectStage:
                     verdicts.extend(self._statistics(device, fields, seen))
                 except Exception:
                     self._failed("statistics", did)
-            if verdicts:
+            if verdicts:     # most readings: none (a quiet rule yields nothing)
+                subject = subject or self._subject(device)
                 alerts.extend(self.book.observe_all(subject, verdicts, ts_ms))
                 opened = self.book.rules_open(did)     # the book may have made a new set
                 seen.open = opened.__contains__
-
-    def _subject(self, device: Device) -> Subject:
-        subject = self._subjects.get(device.id)
-        if subject is None:
-            subject = self._subjects[device.id] = Subject.of(device)
-        return subject
-
-    def observe(self, item: Decoded) -> list[Alert]:
-        """The alert transitions one accepted object causes."""
-        device = self._registry.device(item.where.device)
-        if device is None or not self._settings.enabled:
-            return []
-        did = device.id
-        self._seen[did] = _learnt(self._seen.get(did), item.ts_ms, item.moved)
-        opened = self.book.rules_open(did)
-        # Most readings: no alert open and not a status, so no presence verdict to make.
-        alerts = self._presence_alerts(device, item) if opened or item.online is not None \
-            else []
-        if item.online is not None:
-            return alerts
-        if alerts:
-            opened = self.book.rules_open(did)    # the book may have dropped the set
-        body = item.body
-        if isinstance(body, Telemetry):
-            # The validated model's own values, not a copy: the rules only look fields up,
-            # and copying them was the stage's largest single cost (issue 15's profile).
-            fields: dict[str, Any] = body.__dict__
-            event, detail = None, _NO_DETAIL
-        else:
-            assert isinstance(body, Event)
-            fields, event = {}, body.type
-            detail = {"result": getattr(body, "result", None),
-                      "code": getattr(body, "code", None)}
-        state = self._state.get(did)
-        if state is None:   # not setdefault: that builds an empty dict for every reading
-            state = self._state[did] = {}
-        seen = Seen(device, item.ts_ms, local_hour(item.ts_ms), fields, event, detail, state,
-                    opened.__contains__, self._settings, self._attrs.get(did, device.attrs),
-                    item.moved, self._language)
-        verdicts: list[Verdict] = []
-        for rule in RULES[device.kind]:
-            try:
-                verdicts.extend(rule(seen))
-            except Exception:
-                self._failed(rule.__name__, device.id)
-        if fields and self._settings.statistical and device.kind in WATCHED:
-            try:
-                verdicts.extend(self._statistics(device, fields, seen))
-            except Exception:
-                self._failed("statistics", device.id)
-        if verdicts:     # most readings: none (a quiet rule yields nothing)
-            alerts.extend(self.book.observe_all(self._subject(device), verdicts, item.ts_ms))
-        return alerts
 
     def _statistics(self, device: Device, fields: dict[str, Any], seen: Seen) -> list[Verdict]:
         if self._settings.statistical_model == "t2":
