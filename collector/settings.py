@@ -249,10 +249,12 @@ class DetectSettings(Section):
 
     enabled: bool = True
     statistical: bool = True          # outlier / level-shift alerts on the fields below
-    #: ``surprise``: one detector per watched field; ``t2``: one multivariate detector over
-    #: all of a device's watched fields (issue 14; README, Detection).
+    #: ``surprise``: one detector per watched field; ``t2``: one detector over all of a
+    #: device's watched fields: the T² pair over two or more, the levels model over one
+    #: (issue 14; README, Detection).
     statistical_model: Literal["surprise", "t2"] = "t2"
-    #: ``t2``'s false-alarm budget: statistical alerts per device per 100 days of normal data.
+    #: ``t2``'s false-alarm budget: statistical alerts per device per 100 days of normal data
+    #: (the T² pair's threshold; the levels model has none to place).
     statistical_alerts_per_100_days: Positive = 1.0
     snapshot_s: Positive = 60.0       # detector state saved this often (and at shutdown)
     lamp_dark_lux: Annotated[float, Field(ge=0)] = 10.0

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from collector.detect import daily, multivariate
+from collector.detect.levels import Levels
 from collector.detect.stats import LevelShift, Profile, RobustOutlier, Surprise
 
 #: The statistical false-alarm budget: one alert per device per 100 days on normal data.
@@ -62,7 +63,20 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 #: Detectors over several fields of one device: built from the number of fields, the
 #: device's readings per day and the false-alarm budget in alerts per day (which together
 #: set the threshold), and a warm-up (None: the live one).
+def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
+               warmup: int | None = None) -> daily.Daily | Levels:
+    """The detector the collector runs live for one device (``t2``, also ``sct detect
+    replay``'s default): the T² pair (``collector/detect/daily.py``) over two or more
+    fields; over one field, where T² is only a z-score, the levels model
+    (``collector/detect/levels.py``), with the same warm-up."""
+    if dims == 1:
+        return Levels(multivariate.settings_for_device(readings_per_day, alerts_per_day,
+                                                       warmup)["warmup"])
+    return daily.for_device(dims, readings_per_day, alerts_per_day, warmup)
+
+
 VECTOR_DETECTORS: dict[str, Callable[[int, float, float, int | None], VectorDetector]] = {
-    "t2": daily.for_device,
+    "t2": for_device,
+    "t2-pair": daily.for_device,     # the pair even over one field (as before levels)
     "t2-plain": multivariate.plain_for_device,
 }

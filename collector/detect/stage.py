@@ -26,7 +26,9 @@ import numpy as np
 from collector.decode import Decoded
 from collector.detect import messages
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
-from collector.detect.daily import Daily, for_device
+from collector.detect.catalog import for_device
+from collector.detect.daily import Daily
+from collector.detect.levels import Levels
 from collector.detect.multivariate import T2
 from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
@@ -81,7 +83,7 @@ class DetectStage:
         self._language = language
         self.book = book
         self._state: dict[str, dict[str, Any]] = {}
-        self._detectors: dict[tuple[str, str], Surprise | Daily] = {}
+        self._detectors: dict[tuple[str, str], Surprise | Daily | Levels] = {}
         self._vectors: dict[str, list[float]] = {}   # t2: each device's last field values
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
@@ -246,7 +248,7 @@ class DetectStage:
             per_day = DAY_MS / interval if interval else 1440.0
             detector = self._detectors[(device.id, "*")] = for_device(
                 len(names), per_day, self._settings.statistical_alerts_per_100_days / 100)
-        assert isinstance(detector, Daily)
+        assert isinstance(detector, Daily | Levels)
         score = detector.update(np.array(last), int(seen.hour))
         active = score >= 1.0
         if not active and not seen.open("anomaly"):
@@ -300,14 +302,16 @@ class DetectStage:
         self.book.close_all(gone)
 
     def statistical_states(self, devices: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The ``t2`` detectors of ``devices`` past their warm-up, as plain data, with the
-        device's last field values (cluster mode: for a collector that takes them over)."""
+        """The ``t2`` detectors of ``devices`` past their warm-up, as plain data (under
+        ``t2`` for the pair, ``levels`` for a one-field device), with the device's last
+        field values (cluster mode: for a collector that takes them over)."""
         out = {}
         for device in devices:
             detector = self._detectors.get((device, "*"))
-            state = detector.state() if isinstance(detector, Daily) else None
+            state = detector.state() if isinstance(detector, Daily | Levels) else None
             if state is not None:
-                out[device] = {"t2": state, "last": self._vectors.get(device)}
+                key = "levels" if isinstance(detector, Levels) else "t2"
+                out[device] = {key: state, "last": self._vectors.get(device)}
         return out
 
     def resume_statistical(self, states: dict[str, Any]) -> tuple[int, int]:
@@ -320,7 +324,8 @@ class DetectStage:
             try:
                 if not names or not isinstance(saved, dict):
                     raise ValueError("not a watched device of this registry")
-                detector = Daily.from_state(saved.get("t2"))
+                detector: Daily | Levels = Levels.from_state(saved["levels"]) \
+                    if "levels" in saved else Daily.from_state(saved.get("t2"))
                 last = saved.get("last")
                 if detector.dims != len(names) or not (
                         isinstance(last, list) and len(last) == len(names)
@@ -358,7 +363,7 @@ class DetectStage:
 
 
 def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
-                                           dict[tuple[str, str], Surprise | Daily],
+                                           dict[tuple[str, str], Surprise | Daily | Levels],
                                            dict[str, tuple[int, float]]]:
     """The three parts of a snapshot, each checked for the shape this version uses.
 
@@ -374,7 +379,7 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
             isinstance(k, str) and isinstance(v, dict) for k, v in state.items()):
         raise ValueError("'state' is not a mapping of device to rule state")
     if not isinstance(detectors, dict) or not all(
-            isinstance(k, tuple) and isinstance(v, Surprise | Daily | T2)
+            isinstance(k, tuple) and isinstance(v, Surprise | Daily | Levels | T2)
             for k, v in detectors.items()):
         raise ValueError("'detectors' is not a mapping of (device, field) to detector")
     if not isinstance(seen, dict) or not all(
@@ -389,6 +394,7 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
     if dropped:
         log.warning("detector state: %d rule-state entries of the wrong type forgotten (those "
                     "rules learn them again)", dropped)
-    # A plain T2 (a snapshot from before the daily detector) is dropped: the device warms
-    # up again rather than be judged by half of today's model.
-    return state, {k: v for k, v in detectors.items() if isinstance(v, Surprise | Daily)}, seen
+    # A plain T2 (a snapshot from before the daily detector), or a pair over one field (from
+    # before the levels model) is dropped: the device warms up again with today's model.
+    return state, {k: v for k, v in detectors.items() if isinstance(v, Surprise | Levels)
+                   or (isinstance(v, Daily) and v.dims > 1)}, seen

@@ -1,0 +1,165 @@
+"""The levels model: the live detector of a one-field device (a rain tank; a one-column
+replay)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from collector.detect.catalog import for_device
+from collector.detect.daily import Daily
+from collector.detect.levels import JUMP, LEVELS, REST, Levels
+from tests.detect.test_rules import REGISTRY
+
+STEP = 1.875     # a level of the grid _warm leaves: 30..60 in 16
+
+
+def _warm(warmup: int = 300) -> Levels:
+    """A detector whose warm-up swung up and down between 40 and 50 (a grid of 30..60),
+    0.2 a reading: every pair of levels it knows is a step of one, and it ends at 45."""
+    det = Levels(warmup)
+    for i in range(warmup):
+        phase = (i + 26) % 100
+        value = 40 + 0.2 * (phase if phase <= 50 else 100 - phase)
+        assert det.update(value) == 0.0                # muted in the warm-up
+    assert value == pytest.approx(45.0)
+    return det
+
+
+def test_the_warm_up_is_muted_and_sets_the_grid() -> None:
+    det = _warm()
+    assert det.state() is not None
+    assert det.update(45.2) == 0.0                     # a pair it has seen
+    assert Levels(300).state() is None                 # still in its warm-up
+
+
+def test_a_drift_a_level_at_a_time_is_learnt_and_a_new_jump_alarms_once() -> None:
+    det = _warm()
+    # A tank filling well past anything the warm-up saw, slowly: every pair is new but
+    # each moves one level, so nothing alarms (and it runs off the grid's top).
+    drift = [det.update(45 + 0.05 * i) for i in range(600)]
+    assert max(drift) < 1.0
+    det = _warm()
+    assert det.update(45.0 - 3 * STEP) >= 1.0          # three levels down at once: new
+    for _ in range(REST):                              # quiet after the alarm
+        assert det.update(45.0) < 1.0
+    assert det.update(45.0 - 3 * STEP) == 0.0          # the same jump again: known
+
+
+def test_a_new_jump_while_quiet_is_scored_but_does_not_alarm() -> None:
+    det = _warm()
+    assert det.update(30.0) >= 1.0
+    assert 0.0 < det.update(59.0) < 1.0               # new, far, but within the rest
+
+
+def test_a_device_off_its_grid_for_a_warm_up_learns_it_again() -> None:
+    det = _warm(300)
+    for _ in range(299):
+        det.update(500.0)                              # clipped far above the grid
+    assert det.state() is not None
+    det.update(500.0)
+    assert det.state() is None                         # a new warm-up has begun
+    for i in range(300):
+        det.update(495 + 10 * (i % 2))
+    assert det.update(505.0) == 0.0 and det.state() is not None
+
+
+def test_memory_is_bounded_whatever_comes() -> None:
+    det = _warm()
+    rng = np.random.default_rng(1)
+    for v in rng.normal(0, 1e6, 20_000):
+        det.update(float(v))
+        det._outside = 0                               # keep it on this grid
+    state = det.state()
+    assert state is not None and len(state["pairs"]) <= (3 * LEVELS + 1) ** 2
+
+
+def test_a_state_round_trips_as_plain_data_and_a_bad_one_is_refused() -> None:
+    det = _warm()
+    det.update(30.0)                                   # an alarm: quiet for a while
+    good = orjson.loads(orjson.dumps(det.state()))
+    again = Levels.from_state(good)
+    assert again.state() == det.state()
+    assert again.update(30.0) == det.update(30.0)
+    for bad in ({**good, "width": 0.0}, {**good, "pairs": [[0, 999]]}, {**good, "extra": 1},
+                {**good, "low": float("nan")}, {**good, "quiet": REST + 1}, "levels", None):
+        with pytest.raises(ValueError):
+            Levels.from_state(bad)
+
+
+def test_the_live_detector_is_levels_for_one_field_and_the_pair_for_more() -> None:
+    assert isinstance(for_device(1, 1440, 0.01), Levels)
+    assert isinstance(for_device(2, 1440, 0.01), Daily)
+    assert for_device(1, 1440, 0.01).warmup == 1440    # a day of minutes, as the pair's
+    assert for_device(1, 1440, 0.01, warmup=400).warmup == 400
+    assert JUMP >= 2                                   # a one-level step is never an alarm
+
+
+def _tank_stage():  # type: ignore[no-untyped-def]
+    from collector.detect.alerts import AlertBook
+    from collector.detect.stage import DetectStage
+    from collector.settings import DetectSettings
+
+    return DetectStage(REGISTRY, DetectSettings(statistical_model="t2"), AlertBook())
+
+
+def _tank(stage, i: int, level: float) -> list[str]:  # type: ignore[no-untyped-def]
+    from collector.decode import Decoded
+    from devices.payloads import TELEMETRY_MODELS
+    from devices.topics import DeviceTopic
+
+    ts = 1_700_000_000_000 + i * 60_000
+    body = TELEMETRY_MODELS["water_level"].model_validate({"ts": ts, "level_pct": level})
+    done = stage.observe(Decoded(DeviceTopic("c1", "water_level", "tank", "telemetry"), body,
+                                 ts, None, {}))
+    return [f"{a.rule}:{a.state}" for a in done if a.rule == "anomaly"]
+
+
+def test_the_stage_runs_it_for_a_tank_hands_it_over_and_snapshots_it(tmp_path: Path) -> None:
+    tank = "tank"
+    held = _tank_stage()
+    for i in range(1500):                              # a day's warm-up, then quiet
+        assert _tank(held, i, 40 + (i % 50) / 10) == []
+    saved = orjson.loads(orjson.dumps(held.statistical_states([tank])))
+    assert set(saved[tank]) == {"levels", "last"}
+    taker = _tank_stage()
+    assert taker.resume_statistical(saved) == (1, 0)
+    assert taker.resume_statistical({tank: {"levels": {**saved[tank]["levels"],
+                                                        "width": -1}, "last": [1.0]}}) == (0, 1)
+    # Both raise the same alert for a drop of 30 points, the taker without a warm-up.
+    assert _tank(held, 1500, 10.0) == _tank(taker, 1500, 10.0) == ["anomaly:raised"]
+    # A snapshot keeps it; one holding a one-field pair (before the levels model) drops
+    # that pair, and the device warms up again.
+    held.snapshot(tmp_path / "snap")
+    restored = _tank_stage()
+    restored.restore(tmp_path / "snap")
+    assert isinstance(restored._detectors[(tank, "*")], Levels)
+    snap = pickle.loads((tmp_path / "snap").read_bytes())
+    snap["detectors"][(tank, "*")] = for_device(2, 1440, 0.01)
+    snap["detectors"][(tank, "*")].dims = 1
+    (tmp_path / "old").write_bytes(pickle.dumps(snap))
+    older = _tank_stage()
+    older.restore(tmp_path / "old")
+    assert (tank, "*") not in older._detectors
+
+
+def test_simulated_rain_tanks_raise_nothing_and_a_one_column_replay_flags_a_burst() -> None:
+    import io
+
+    from collector.detect.replay import replay_csv
+    from tests.detect.test_multivariate import _alarms, _simulated
+
+    tanks = _simulated("water_level", 4, 4)            # four days of slow drift each
+    assert all(_alarms(for_device(1, 1440, 0.01), r, h) == 0 for r, h in tanks)
+    rows, _ = tanks[0]
+    levels = [float(v) for v in rows[:2000, 0]]
+    levels[1800] -= 30                                 # a burst: the tank empties at once
+    text = "t,level\n" + "".join(f"{i * 60},{v}\n" for i, v in enumerate(levels))
+    out = io.StringIO()
+    replay_csv(io.StringIO(text), out, "t", ["level"], "t2")
+    flags = [int(line.rsplit(",", 1)[1]) for line in out.getvalue().split()[1:]]
+    assert [i for i, f in enumerate(flags) if f] == [1800]
