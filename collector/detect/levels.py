@@ -9,17 +9,20 @@ model (the idea of NAB's contextual detectors, e.g. CAD OSE, kept to its first o
 
 - the warm-up's readings (``warmup``, a day of them as for the pair) set a grid of ``LEVELS``
   levels over their range widened by ``MARGIN`` ranges on each side (a level is 3/16 of
-  the warm-up's range); levels further out are counted on, clipped at one grid's width
-  beyond either end, so the memory stays bounded;
+  the warm-up's range);
 - the detector remembers every pair (level before, level now) it has seen, from the
-  warm-up on: at most (3 x ``LEVELS`` + 1)² pairs, a few hundred in practice;
+  warm-up on: at most ``LEVELS``² pairs, a few dozen in practice;
 - a reading alarms when its pair is new **and** it jumps at least ``JUMP`` levels: a slow
   drift (a tank filling with rain) moves a level at a time and is learnt as it goes, a
   jump never seen before (a burst, a stuck probe's drop, a spike) is not. Each new pair
   alarms once, then it is known; after an alarm the detector is quiet for ``REST``
   readings (one incident, one alert);
-- a device that stays off the grid for ``warmup`` readings in a row has changed regime and
-  learns its grid again, over a new warm-up.
+- a reading off the grid is judged as one more level past its end (a new pair, its jump
+  counted on), then the grid widens on that side to take it in, at least doubling, and the
+  pairs it knows are carried over (each level by its middle): a series whose swings
+  outgrow its warm-up (heavy tails, a new regime) is soon judged on a grid of its own
+  scale, where its usual swings are small jumps and only one beyond what it has done
+  alarms. The grid never narrows.
 
 There is no tail to place here, so the false-alarm budget does not set this detector's
 threshold: its false alarms are bounded by its pairs (each alarms once until a new grid) and
@@ -46,8 +49,6 @@ MARGIN = 1.0
 JUMP = 2
 #: Readings without an alarm after one.
 REST = 100
-#: Levels are clipped this far beyond the grid (bounded memory: the pairs of 3 grids' levels).
-CLIP = LEVELS
 
 
 class LevelsState(BaseModel):
@@ -58,17 +59,15 @@ class LevelsState(BaseModel):
     warmup: int = Field(ge=2)
     low: float
     width: float = Field(gt=0)
-    pairs: list[tuple[int, int]] = Field(max_length=(3 * LEVELS + 1) ** 2)
-    last: int = Field(ge=-CLIP, le=LEVELS + CLIP)
+    pairs: list[tuple[int, int]] = Field(max_length=LEVELS ** 2)
+    last: int = Field(ge=0, lt=LEVELS)
     quiet: int = Field(ge=0, le=REST)
-    outside: int = Field(ge=0)
 
 
 class Levels:
-    """One field's detector: new jumps between levels of its warm-up's grid."""
+    """One field's detector: new jumps between the levels of a grid its warm-up set."""
 
-    __slots__ = ("_buffer", "_last", "_low", "_outside", "_pairs", "_quiet", "_width",
-                 "warmup")
+    __slots__ = ("_buffer", "_last", "_low", "_pairs", "_quiet", "_width", "warmup")
     dims = 1
 
     def __init__(self, warmup: int) -> None:
@@ -79,7 +78,6 @@ class Levels:
         self._pairs: set[tuple[int, int]] = set()
         self._last = 0
         self._quiet = 0
-        self._outside = 0
 
     def update(self, x: np.ndarray | float, hour: int = 0) -> float:
         """Score one reading (``x``: its one field, or an array of it; ``hour`` unused,
@@ -90,20 +88,23 @@ class Levels:
             if len(self._buffer) >= self.warmup:
                 self._learn_grid(self._buffer)
             return 0.0
-        level = self._level(value)
-        pair = (self._last, level)
+        level = math.floor((value - self._low) / self._width)
         jump = abs(level - self._last)
+        if 0 <= level < LEVELS:
+            pair = (self._last, level)
+            new = pair not in self._pairs
+            if new:
+                self._pairs.add(pair)
+        else:                                    # off the grid: a pair it cannot know
+            new = True
+            self._widen(value)                   # (which moves _last to the new grid)
+            level = self._level(value)
+            self._pairs.add((self._last, level))
         self._last = level
-        new = pair not in self._pairs
-        if new:
-            self._pairs.add(pair)
-        self._outside = self._outside + 1 if not 0 <= level < LEVELS else 0
-        if self._outside >= self.warmup:     # off the grid for a warm-up's length
-            self._buffer = []
         score = jump / JUMP if new else 0.0
         if self._quiet > 0:
             self._quiet -= 1
-            return min(score, 0.999)         # seen, but the incident is already raised
+            return min(score, 0.999)             # seen, but the incident is already raised
         if score >= 1.0:
             self._quiet = REST
         return score
@@ -113,8 +114,8 @@ class Levels:
         return [(0, 1.0)]
 
     def _level(self, value: float) -> int:
-        level = math.floor((value - self._low) / self._width)
-        return -CLIP if level < -CLIP else (LEVELS + CLIP if level > LEVELS + CLIP else level)
+        """The level of a value on the grid, the end levels taking what lies past them."""
+        return min(max(math.floor((value - self._low) / self._width), 0), LEVELS - 1)
 
     def _learn_grid(self, readings: list[float]) -> None:
         low, high = min(readings), max(readings)
@@ -125,7 +126,22 @@ class Levels:
         self._pairs = set(itertools.pairwise(levels))
         self._last = levels[-1]
         self._buffer = None
-        self._outside = 0
+
+    def _widen(self, value: float) -> None:
+        """Widen the grid to take ``value`` in, at least doubling it on that side; the pairs
+        and the last level move to the new grid by their levels' middles."""
+        low, width = self._low, self._width
+        extent = width * LEVELS
+        top = low + extent
+        inside = LEVELS / (LEVELS - 1)          # the value in the new end level, not at its edge
+        if value >= top:
+            self._width = max((value - low) * inside, 2 * extent) / LEVELS
+        else:
+            self._low = top - max((top - value) * inside, 2 * extent)
+            self._width = (top - self._low) / LEVELS
+        moved = {k: self._level(low + (k + 0.5) * width) for k in range(LEVELS)}
+        self._pairs = {(moved[a], moved[b]) for a, b in self._pairs}
+        self._last = moved[self._last]
 
     def state(self) -> dict[str, Any] | None:
         """Plain data another collector resumes from (:class:`LevelsState`), or None while
@@ -133,8 +149,8 @@ class Levels:
         if self._buffer is not None:
             return None
         return LevelsState(warmup=self.warmup, low=self._low, width=self._width,
-                           pairs=sorted(self._pairs), last=self._last, quiet=self._quiet,
-                           outside=self._outside).model_dump()
+                           pairs=sorted(self._pairs), last=self._last,
+                           quiet=self._quiet).model_dump()
 
     @classmethod
     def from_state(cls, saved: object) -> Levels:
@@ -144,11 +160,10 @@ class Levels:
             ValueError: not a state this version wrote.
         """
         s = LevelsState.model_validate(saved)   # a pydantic ValidationError is a ValueError
-        if any(not -CLIP <= v <= LEVELS + CLIP for pair in s.pairs for v in pair):
-            raise ValueError("a pair of levels off this version's grid")
+        if any(not 0 <= v < LEVELS for pair in s.pairs for v in pair):
+            raise ValueError("a pair of levels off the grid")
         det = cls(s.warmup)
         det._buffer = None
-        det._low, det._width, det._last = s.low, s.width, s.last
-        det._pairs = {tuple(p) for p in s.pairs}   # type: ignore[misc]
-        det._quiet, det._outside = s.quiet, s.outside
+        det._low, det._width, det._last, det._quiet = s.low, s.width, s.last, s.quiet
+        det._pairs = set(s.pairs)
         return det

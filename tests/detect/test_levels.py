@@ -56,16 +56,24 @@ def test_a_new_jump_while_quiet_is_scored_but_does_not_alarm() -> None:
     assert 0.0 < det.update(59.0) < 1.0               # new, far, but within the rest
 
 
-def test_a_device_off_its_grid_for_a_warm_up_learns_it_again() -> None:
-    det = _warm(300)
-    for _ in range(299):
-        det.update(500.0)                              # clipped far above the grid
-    assert det.state() is not None
-    det.update(500.0)
-    assert det.state() is None                         # a new warm-up has begun
-    for i in range(300):
-        det.update(495 + 10 * (i % 2))
-    assert det.update(505.0) == 0.0 and det.state() is not None
+def test_a_reading_off_the_grid_widens_it_to_the_series_own_scale() -> None:
+    det = _warm()                                      # a grid of 30..60, levels of 1.875
+    assert det.update(500.0) >= 1.0                    # far off the grid: a new, long jump
+    state = det.state()
+    assert state is not None and state["low"] == 30.0
+    assert 500.0 < state["low"] + 16 * state["width"] < 540.0   # its top level holds it
+    for _ in range(REST):
+        det.update(45.0)
+    # 30..60 is the grid's bottom level now: the old swings are no jump at all, and the
+    # spike's own jump is known.
+    assert det.update(59.0) == 0.0 and det.update(500.0) == 0.0
+    slow = _warm()
+    for i in range(75):                                # up to 59.9, a level at a time
+        assert slow.update(45 + 0.2 * i) < 1.0
+    assert slow.update(60.1) < 1.0                     # one level past the top: no alarm,
+    grown = slow.state()                               # but the grid doubles upwards
+    assert grown is not None and grown["width"] == pytest.approx(2 * STEP)
+    assert slow.update(60.2) == 0.0                    # that step is known, on the new grid
 
 
 def test_memory_is_bounded_whatever_comes() -> None:
@@ -73,9 +81,8 @@ def test_memory_is_bounded_whatever_comes() -> None:
     rng = np.random.default_rng(1)
     for v in rng.normal(0, 1e6, 20_000):
         det.update(float(v))
-        det._outside = 0                               # keep it on this grid
     state = det.state()
-    assert state is not None and len(state["pairs"]) <= (3 * LEVELS + 1) ** 2
+    assert state is not None and 1 < len(state["pairs"]) <= LEVELS ** 2
 
 
 def test_a_state_round_trips_as_plain_data_and_a_bad_one_is_refused() -> None:
@@ -85,7 +92,8 @@ def test_a_state_round_trips_as_plain_data_and_a_bad_one_is_refused() -> None:
     again = Levels.from_state(good)
     assert again.state() == det.state()
     assert again.update(30.0) == det.update(30.0)
-    for bad in ({**good, "width": 0.0}, {**good, "pairs": [[0, 999]]}, {**good, "extra": 1},
+    for bad in ({**good, "width": 0.0}, {**good, "pairs": [[0, LEVELS]]}, {**good, "extra": 1},
+                {**good, "last": -1},
                 {**good, "low": float("nan")}, {**good, "quiet": REST + 1}, "levels", None):
         with pytest.raises(ValueError):
             Levels.from_state(bad)
