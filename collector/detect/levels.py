@@ -109,10 +109,6 @@ class Levels:
             self._quiet = REST
         return score
 
-    def drivers(self) -> list[tuple[int, float]]:
-        """The one field behind every score."""
-        return [(0, 1.0)]
-
     def _level(self, value: float) -> int:
         """The level of a value on the grid, the end levels taking what lies past them."""
         return min(max(math.floor((value - self._low) / self._width), 0), LEVELS - 1)

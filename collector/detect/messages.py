@@ -63,6 +63,9 @@ TEMPLATES: dict[str, tuple[str, str]] = {
                       "{name} {value:g} is unusual for this device"),
     "anomaly": ("多项读数同时异常：{drivers}（占偏差的比例）",
                 "unusual together: {drivers} of the difference"),
+    "anomaly_jump": ("{name} 从 {previous:g} 突变到 {value:g}：该设备从未有过的跳变",
+                     "{name} jumped from {previous:g} to {value:g}, a jump this device "
+                     "has never made"),
     "device_offline": ("设备报告离线（或其遗嘱消息）",
                        "device says it is offline (or its last will)"),
     "device_silent": ("{minutes:.0f} 分钟没有读数（通常每 {usual:.1f} 分钟一次）",

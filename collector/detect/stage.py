@@ -236,6 +236,7 @@ class DetectStage:
         field the reading does not carry); it starts once every field has been seen."""
         names = WATCHED[device.kind]     # the caller looks at watched kinds only
         last = self._vectors.setdefault(device.id, [math.nan] * len(names))
+        before = last[0]                 # a one-field device's alert names its jump
         for i, name in enumerate(names):
             value = fields.get(name)
             if isinstance(value, int | float) and math.isfinite(value):
@@ -253,9 +254,12 @@ class DetectStage:
         active = score >= 1.0
         if not active and not seen.open("anomaly"):
             return [Verdict("anomaly", False, "info")]
-        drivers = ", ".join(f"{names[i]} {share:.0%}" for i, share in detector.drivers()[:2])
-        return [Verdict("anomaly", active, "info", score,
-                        seen.say("anomaly", drivers=drivers), score)]
+        if isinstance(detector, Levels):
+            message = seen.say("anomaly_jump", name=names[0], previous=before, value=last[0])
+        else:
+            message = seen.say("anomaly", drivers=", ".join(
+                f"{names[i]} {share:.0%}" for i, share in detector.drivers()[:2]))
+        return [Verdict("anomaly", active, "info", score, message, score)]
 
     def _presence_alerts(self, device: Device, item: Decoded) -> list[Alert]:
         # Almost always nothing to do: no Verdict is built unless an alert may change.

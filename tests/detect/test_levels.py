@@ -115,7 +115,8 @@ def _tank_stage():  # type: ignore[no-untyped-def]
     return DetectStage(REGISTRY, DetectSettings(statistical_model="t2"), AlertBook())
 
 
-def _tank(stage, i: int, level: float) -> list[str]:  # type: ignore[no-untyped-def]
+def _tank(stage, i: int, level: float, said: list[str] | None = None  # type: ignore[no-untyped-def]
+          ) -> list[str]:
     from collector.decode import Decoded
     from devices.payloads import TELEMETRY_MODELS
     from devices.topics import DeviceTopic
@@ -124,6 +125,8 @@ def _tank(stage, i: int, level: float) -> list[str]:  # type: ignore[no-untyped-
     body = TELEMETRY_MODELS["water_level"].model_validate({"ts": ts, "level_pct": level})
     done = stage.observe(Decoded(DeviceTopic("c1", "water_level", "tank", "telemetry"), body,
                                  ts, None, {}))
+    if said is not None:
+        said.extend(a.message for a in done if a.rule == "anomaly")
     return [f"{a.rule}:{a.state}" for a in done if a.rule == "anomaly"]
 
 
@@ -139,7 +142,9 @@ def test_the_stage_runs_it_for_a_tank_hands_it_over_and_snapshots_it(tmp_path: P
     assert taker.resume_statistical({tank: {"levels": {**saved[tank]["levels"],
                                                         "width": -1}, "last": [1.0]}}) == (0, 1)
     # Both raise the same alert for a drop of 30 points, the taker without a warm-up.
-    assert _tank(held, 1500, 10.0) == _tank(taker, 1500, 10.0) == ["anomaly:raised"]
+    said: list[str] = []
+    assert _tank(held, 1500, 10.0, said) == _tank(taker, 1500, 10.0) == ["anomaly:raised"]
+    assert said == ["level_pct jumped from 44.9 to 10, a jump this device has never made"]
     # A snapshot keeps it; one holding a one-field pair (before the levels model) drops
     # that pair, and the device warms up again.
     held.snapshot(tmp_path / "snap")
