@@ -212,7 +212,7 @@ class Collector:
             log.info("stopping: no longer taking messages; flushing %d pending lines",
                      batcher.pending)
             await self._flush(batcher, source)
-            self._save_state(detect)
+            await self._save_state(detect)
             if self._on_stop is not None:
                 try:
                     await asyncio.wait_for(self._on_stop(), SHUTDOWN_FLUSH_S)
@@ -255,7 +255,7 @@ class Collector:
                 await batcher.add_many(out.lines, ticket)
             ticket.release()
 
-    def _save_state(self, detect: DetectStage | None) -> bool:
+    async def _save_state(self, detect: DetectStage | None) -> bool:
         """Save the open alerts (and the detector state, when given); False when the disk
         would not take them (full): logged, and tried again next time. Not in cluster mode:
         there a collector's state is rebuilt from InfluxDB when it takes a partition over."""
@@ -263,7 +263,7 @@ class Collector:
             return True
         try:
             if detect is not None:
-                detect.snapshot(self.detect_state)
+                await detect.snapshot_async(self.detect_state)
             self.book.save()
         except OSError as exc:
             self.book.changed()
@@ -298,7 +298,7 @@ class Collector:
                 self._publish(alert)
                 await batcher.add(encode(alert.point()))
             due = time.monotonic() - last_snapshot >= self.settings.detect.snapshot_s
-            if self._save_state(detect if due else None) and due:
+            if await self._save_state(detect if due else None) and due:
                 last_snapshot = time.monotonic()
 
     async def _kpi(self, reg: registry.Registry, writer: InfluxWriter,

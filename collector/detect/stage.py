@@ -13,11 +13,13 @@ listed in ``registry_problems`` (the collector raises its ``registry_problem`` a
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import math
 import pickle
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,13 @@ WATCHED: dict[str, tuple[str, ...]] = {
 }
 _NO_DETAIL: dict[str, Any] = {}
 #: The snapshot's format; a file of another version is set aside, not misread.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+#: Snapshot versions this collector reads: 2 was one pickle of the three mappings.
+SNAPSHOT_READS = (2, 3)
+#: Entries pickled at a time: the snapshot is taken on the event loop, which runs between
+#: parts (a part of a hundred water devices' detectors in their first day, the largest,
+#: pickles in about 17 ms here).
+SNAPSHOT_PART = 100
 DAY_MS = 86_400_000
 CST_MS = 8 * 3_600_000
 
@@ -345,25 +353,72 @@ class DetectStage:
         return resumed, refused
 
     def snapshot(self, path: Path) -> None:
-        """Save the detector state (atomically: write, fsync, rename)."""
-        write_atomic(path, pickle.dumps(
-            {"version": SNAPSHOT_VERSION, "state": self._state, "detectors": self._detectors,
-             "seen": self._seen}, protocol=pickle.HIGHEST_PROTOCOL))
+        """Save the detector state (atomically: write, fsync, rename) at once (at shutdown,
+        when nothing else is to run)."""
+        write_atomic(path, b"".join(self._snapshot_parts()))
+
+    async def snapshot_async(self, path: Path) -> None:
+        """Save the detector state as :meth:`snapshot` does, a part at a time with the
+        event loop running between parts, and the file written in a thread: the collector
+        goes on reading while a large fleet's state is saved (one pickle of it all held the
+        loop for about 0.1 s for the demo's 2,743 devices in their first day, and it grows
+        with the fleet; a part holds it for at most about 17 ms). Each device's entries are
+        as they were when their part was pickled."""
+        parts = []
+        for part in self._snapshot_parts():
+            parts.append(part)
+            await asyncio.sleep(0)
+        await asyncio.to_thread(write_atomic, path, b"".join(parts))
+
+    def _snapshot_parts(self) -> Iterator[bytes]:
+        """A header, then each mapping as pickled parts of ``SNAPSHOT_PART`` entries."""
+        yield pickle.dumps({"version": SNAPSHOT_VERSION}, protocol=pickle.HIGHEST_PROTOCOL)
+        for name, mapping in (("state", self._state), ("detectors", self._detectors),
+                              ("seen", self._seen)):
+            items = list(mapping.items())    # entries that come meanwhile: the next time
+            for at in range(0, len(items), SNAPSHOT_PART):
+                yield pickle.dumps((name, items[at:at + SNAPSHOT_PART]),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, path: Path) -> None:
         """Bring back a snapshot written by :meth:`snapshot` (our own file only); an
-        unreadable one, or one of another shape or version, is set aside."""
+        unreadable one, or one of another shape or version, is set aside. Of a file torn
+        after its first parts (a disk's fault: it is written whole, then renamed), the
+        parts before the tear are kept and the file is set aside."""
         if not path.exists():
             return
         try:
-            with path.open("rb") as handle:
-                saved = pickle.load(handle)  # only ever our own file, in our storage dir
+            saved, torn = _read_parts(path.read_bytes())
             state, detectors, seen = _checked_snapshot(saved)
         except Exception as exc:  # a torn pickle can raise almost anything
             set_aside(path, f"{type(exc).__name__}: {exc}")
             return
+        if torn is not None:
+            set_aside(path, f"{torn}; kept the {len(state)} devices' state read before it")
         self._state, self._detectors, self._seen = state, detectors, seen
         log.info("detector state restored: %d devices", len(self._state))
+
+
+def _read_parts(data: bytes) -> tuple[Any, str | None]:
+    """The snapshot's mappings put together from its parts (a version-2 file, or a test's,
+    is one pickle of them), and what tore it, if a part after the header would not read.
+
+    Raises:
+        Exception: the header would not read (whatever the unpickler raises).
+    """
+    stream = io.BytesIO(data)
+    head = pickle.load(stream)       # only ever our own file, in our storage dir
+    if not isinstance(head, dict) or head != {"version": SNAPSHOT_VERSION}:
+        return head, None            # the mappings in one pickle (version 2), or not ours
+    saved: dict[str, Any] = {"version": SNAPSHOT_VERSION, "state": {}, "detectors": {},
+                             "seen": {}}
+    while stream.tell() < len(data):
+        try:
+            name, items = pickle.load(stream)
+            saved[name].update(items)
+        except Exception as exc:     # a torn part: keep the parts before it
+            return saved, f"a part at byte {stream.tell()} would not read ({exc!r:.80})"
+    return saved, None
 
 
 def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
@@ -374,10 +429,10 @@ def _checked_snapshot(saved: Any) -> tuple[dict[str, dict[str, Any]],
     Raises:
         ValueError: another version, or a part of the wrong shape.
     """
-    if not isinstance(saved, dict) or saved.get("version") != SNAPSHOT_VERSION:
+    if not isinstance(saved, dict) or saved.get("version") not in SNAPSHOT_READS:
         version = saved.get("version") if isinstance(saved, dict) else type(saved).__name__
         raise ValueError(f"snapshot version {version!r}, this collector reads "
-                         f"{SNAPSHOT_VERSION}")
+                         f"{' or '.join(map(str, SNAPSHOT_READS))}")
     state, detectors, seen = saved.get("state"), saved.get("detectors"), saved.get("seen")
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, dict) for k, v in state.items()):

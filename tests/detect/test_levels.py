@@ -13,6 +13,7 @@ import pytest
 from collector.detect.catalog import for_device
 from collector.detect.daily import Daily
 from collector.detect.levels import JUMP, LEVELS, REST, Levels
+from collector.detect.stage import _read_parts
 from tests.detect.test_rules import REGISTRY
 
 STEP = 1.875     # a level of the grid _warm leaves: 30..60 in 16
@@ -151,7 +152,7 @@ def test_the_stage_runs_it_for_a_tank_hands_it_over_and_snapshots_it(tmp_path: P
     restored = _tank_stage()
     restored.restore(tmp_path / "snap")
     assert isinstance(restored._detectors[(tank, "*")], Levels)
-    snap = pickle.loads((tmp_path / "snap").read_bytes())
+    snap = _read_parts((tmp_path / "snap").read_bytes())[0]
     snap["detectors"][(tank, "*")] = for_device(2, 1440, 0.01)
     snap["detectors"][(tank, "*")].dims = 1
     (tmp_path / "old").write_bytes(pickle.dumps(snap))

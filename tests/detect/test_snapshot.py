@@ -1,0 +1,109 @@
+"""The detector snapshot: written in parts with the event loop running between them, read
+back whole; a file torn after its first parts keeps them; an older version still reads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collector.detect import stage as stage_module
+from collector.detect.alerts import AlertBook
+from collector.detect.daily import Daily, for_device
+from collector.detect.stage import DetectStage, _read_parts
+from collector.settings import DetectSettings
+from tests.detect.test_rules import REGISTRY
+
+
+def _stage_with(entries: int) -> DetectStage:
+    """A stage holding ``entries`` devices' rule state and last-seen times (as a fleet's
+    would; the values are what the checks on reading accept)."""
+    stage = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    for i in range(entries):
+        stage._state[f"d{i}"] = {"energy_kwh": float(i)}
+        stage._seen[f"d{i}"] = (i, 60_000.0)
+    return stage
+
+
+def test_the_snapshot_is_taken_a_part_at_a_time_with_the_loop_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage_module, "SNAPSHOT_PART", 10)
+    stage = _stage_with(200)
+    ticks = 0
+    at_part: list[int] = []          # the other task's ticks as each part was pickled
+    parts = stage._snapshot_parts
+
+    def watched() -> Iterator[bytes]:
+        for part in parts():
+            at_part.append(ticks)
+            yield part
+
+    monkeypatch.setattr(stage, "_snapshot_parts", watched)
+
+    async def other_work() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        beside = asyncio.create_task(other_work())
+        await asyncio.sleep(0)
+        await stage.snapshot_async(tmp_path / "s")
+        beside.cancel()
+
+    asyncio.run(main())
+    assert len(at_part) == 41        # the header, then 200 + 200 entries in tens
+    assert all(b > a for a, b in itertools.pairwise(at_part)), "the loop ran between parts"
+    again = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    again.restore(tmp_path / "s")
+    assert again._state == stage._state and again._seen == stage._seen
+    stage.snapshot(tmp_path / "t")  # at once, at shutdown: the same content
+    assert _read_parts((tmp_path / "t").read_bytes()) == \
+        _read_parts((tmp_path / "s").read_bytes())
+
+
+def test_a_file_torn_after_its_first_parts_keeps_them_and_is_set_aside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage_module, "SNAPSHOT_PART", 10)
+    stage = _stage_with(100)
+    path = tmp_path / "detect-state.pickle"
+    stage.snapshot(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 3])          # torn in the rule state's fourth part
+    again = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    again.restore(path)
+    assert 10 <= len(again._state) < 100
+    assert all(again._state[d] == stage._state[d] for d in again._state)
+    assert not path.exists() and len(list(tmp_path.glob("detect-state.pickle.bad-*"))) == 1
+
+
+def test_a_version_2_snapshot_still_reads(tmp_path: Path) -> None:
+    stage = _stage_with(3)
+    path = tmp_path / "s"
+    path.write_bytes(pickle.dumps({"version": 2, "state": stage._state, "detectors": {},
+                                   "seen": stage._seen}))
+    again = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    again.restore(path)
+    assert again._state == stage._state and path.exists()
+
+
+@pytest.mark.parametrize("readings", [200, 1500, 1530])   # in its warm-up; past it, mid-fold
+def test_a_pickled_pair_goes_on_as_the_original(readings: int) -> None:
+    """The readings a pair holds are pickled stacked (one array, not one a reading)."""
+    rng = np.random.default_rng(5)
+    rows = rng.normal(0, 1, (readings + 1600, 3)) + np.array([50, 20, 7])   # past warm-up
+    det = for_device(3, 1440, 0.01)
+    for i, row in enumerate(rows[:readings]):
+        det.update(row, i // 60 % 24)
+    copy = pickle.loads(pickle.dumps(det))
+    assert isinstance(copy, Daily)
+    rest = list(enumerate(rows[readings:], start=readings))
+    scores = [det.update(r, i // 60 % 24) for i, r in rest]
+    assert [copy.update(r, i // 60 % 24) for i, r in rest] == scores
+    assert any(scores)
