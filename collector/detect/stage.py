@@ -95,6 +95,7 @@ class DetectStage:
         self._vectors: dict[str, list[float]] = {}   # t2: each device's last field values
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
+        self._saving = asyncio.Lock()      # one snapshot at a time (the periodic and the last)
         #: Failures by rule (or detector) since start, for the self-metrics.
         self.errors: Counter[str] = Counter()
         self._logged: set[tuple[str, str]] = set()
@@ -364,11 +365,12 @@ class DetectStage:
         loop for about 0.1 s for the demo's 2,743 devices in their first day, and it grows
         with the fleet; a part holds it for at most about 17 ms). Each device's entries are
         as they were when their part was pickled."""
-        parts = []
-        for part in self._snapshot_parts():
-            parts.append(part)
-            await asyncio.sleep(0)
-        await asyncio.to_thread(write_atomic, path, b"".join(parts))
+        async with self._saving:    # two writers of one temporary file would tear it
+            parts = []
+            for part in self._snapshot_parts():
+                parts.append(part)
+                await asyncio.sleep(0)
+            await asyncio.to_thread(write_atomic, path, b"".join(parts))
 
     def _snapshot_parts(self) -> Iterator[bytes]:
         """A header, then each mapping as pickled parts of ``SNAPSHOT_PART`` entries."""

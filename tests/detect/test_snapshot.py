@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,3 +108,27 @@ def test_a_pickled_pair_goes_on_as_the_original(readings: int) -> None:
     scores = [det.update(r, i // 60 % 24) for i, r in rest]
     assert [copy.update(r, i // 60 % 24) for i, r in rest] == scores
     assert any(scores)
+
+
+def test_two_snapshots_at_once_write_one_after_the_other(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic snapshot may still be writing when the one at shutdown starts: two
+    writers of one temporary file would tear it."""
+    stage = _stage_with(50)
+    spans: list[tuple[float, float]] = []
+
+    def slow_write(path: Path, data: bytes) -> None:
+        started = time.monotonic()
+        time.sleep(0.05)
+        (tmp_path / "written").write_bytes(data)
+        spans.append((started, time.monotonic()))
+
+    monkeypatch.setattr(stage_module, "write_atomic", slow_write)
+
+    async def main() -> None:
+        await asyncio.gather(stage.snapshot_async(tmp_path / "s"),
+                             stage.snapshot_async(tmp_path / "s"))
+
+    asyncio.run(main())
+    (_, first_end), (second_start, _) = sorted(spans)
+    assert second_start >= first_end
