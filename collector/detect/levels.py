@@ -49,6 +49,8 @@ MARGIN = 1.0
 JUMP = 2
 #: Readings without an alarm after one.
 REST = 100
+#: Readings are taken as at most this large either way.
+BOUND = 1e300
 
 
 class LevelsState(BaseModel):
@@ -83,6 +85,11 @@ class Levels:
         """Score one reading (``x``: its one field, or an array of it; ``hour`` unused,
         accepted as every device detector's)."""
         value = float(x[0]) if isinstance(x, np.ndarray) else float(x)
+        if value != value:                       # NaN: not a reading (the callers drop them)
+            return 0.0
+        # Within ±BOUND every grid's arithmetic stays finite (a doubling past 1e308 would
+        # not): a reading beyond is as far off the grid as one at it.
+        value = min(max(value, -BOUND), BOUND)
         if self._buffer is not None:
             self._buffer.append(value)
             if len(self._buffer) >= self.warmup:

@@ -2,7 +2,7 @@
 
 One output row per input row, in order: the time, a ``score`` and a ``flag`` (1 when the
 score reaches 1.0). With several value columns each column has its own detector and a row
-is flagged when any column is. A missing or unparsable cell is skipped for its column.
+is flagged when any column is. A missing, unparsable, NaN or infinite cell is skipped for its column.
 
 A multivariate detector (``VECTOR_DETECTORS``, e.g. ``t2``) takes all the value columns as
 the fields of one device: a missing cell keeps that field's last value, and the device's
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -62,12 +63,13 @@ def readings_per_day(stamps: list[str]) -> float:
 
 
 def cell(row: dict[str, str], column: str) -> float | None:
-    """A row's cell as a number, or None when it is missing, unparsable or NaN."""
+    """A row's cell as a number, or None when it is missing, unparsable, NaN or infinite
+    (not a measurement)."""
     try:
         value = float(row[column])
     except (TypeError, ValueError):
         return None
-    return value if value == value else None
+    return value if math.isfinite(value) else None
 
 
 def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[str],
@@ -94,7 +96,7 @@ def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[st
 
 def vectors(rows: Iterator[dict[str, str]], columns: list[str]
             ) -> Iterator[tuple[dict[str, str], np.ndarray | None]]:
-    """Each row with its columns as one device's vector (a missing or unparsable cell keeps
+    """Each row with its columns as one device's vector (a missing, unparsable or infinite cell keeps
     that field's last value), or None until every field has been seen."""
     last = np.full(len(columns), np.nan)
     for row in rows:

@@ -3,6 +3,7 @@ replay)."""
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -177,3 +178,39 @@ def test_simulated_rain_tanks_raise_nothing_and_a_one_column_replay_flags_a_burs
     replay_csv(io.StringIO(text), out, "t", ["level"], "t2")
     flags = [int(line.rsplit(",", 1)[1]) for line in out.getvalue().split()[1:]]
     assert [i for i, f in enumerate(flags) if f] == [1800]
+
+
+@pytest.mark.parametrize("odd", ["inf", "-inf", "1e308", "-1e308", "nan", "1e-320"])
+def test_extreme_cells_are_judged_or_skipped_never_a_crash(odd: str) -> None:
+    import io
+
+    from collector.detect.replay import replay_csv
+
+    before = "".join(f"{i * 60},{40 + i % 7}\n" for i in range(100))
+    after = "".join(f"{6060 + i * 60},{[odd, '1e308', '-1e308', '41'][i % 4]}\n"
+                    for i in range(400))
+    out = io.StringIO()
+    rows = replay_csv(io.StringIO(f"t,v\n{before}6000,{odd}\n{after}"), out, "t", ["v"],
+                      "t2", warmup=50)
+    assert rows == 501 and "nan" not in out.getvalue() and "inf" not in out.getvalue()
+    det = _warm()
+    for value in (float(odd), 1e308, -1e308, 45.0, float(odd)):
+        assert math.isfinite(det.update(value))
+    state = det.state()             # its own model refuses numbers that are not finite
+    assert state is not None and Levels.from_state(state).state() == state
+
+
+def test_an_infinite_cell_is_no_reading_for_the_pair_either() -> None:
+    import io
+    import warnings
+
+    from collector.detect.replay import replay_csv
+
+    rows = "".join(f"{i * 60},{40 + i % 7},{20 + i % 3}\n" for i in range(400))
+    out = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # numpy's overflow warnings: an inf got in
+        replay_csv(io.StringIO(f"t,a,b\n{rows}24000,inf,21\n24060,41,-inf\n24120,41,21\n"),
+                   out, "t", ["a", "b"], "t2", warmup=300)
+    scores = [float(line.split(",")[1]) for line in out.getvalue().split()[1:]]
+    assert len(scores) == 403 and all(math.isfinite(v) for v in scores)
