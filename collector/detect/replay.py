@@ -2,7 +2,8 @@
 
 One output row per input row, in order: the time, a ``score`` and a ``flag`` (1 when the
 score reaches 1.0). With several value columns each column has its own detector and a row
-is flagged when any column is. A missing, unparsable, NaN or infinite cell is skipped for its column.
+is flagged when any column is. A missing, unparsable, NaN or infinite cell is skipped for its
+column.
 
 A multivariate detector (``VECTOR_DETECTORS``, e.g. ``t2``) takes all the value columns as
 the fields of one device: a missing cell keeps that field's last value, and the device's
@@ -96,8 +97,8 @@ def run(rows: Iterator[dict[str, str]], time_column: str, value_columns: list[st
 
 def vectors(rows: Iterator[dict[str, str]], columns: list[str]
             ) -> Iterator[tuple[dict[str, str], np.ndarray | None]]:
-    """Each row with its columns as one device's vector (a missing, unparsable or infinite cell keeps
-    that field's last value), or None until every field has been seen."""
+    """Each row with its columns as one device's vector (a missing, unparsable or infinite
+    cell keeps that field's last value), or None until every field has been seen."""
     last = np.full(len(columns), np.nan)
     for row in rows:
         for i, column in enumerate(columns):
