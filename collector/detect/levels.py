@@ -59,8 +59,9 @@ class LevelsState(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     warmup: int = Field(ge=2)
-    low: float
-    width: float = Field(gt=0)
+    # Readings are within ±BOUND, so a grid of its own stays within a hundred times it.
+    low: float = Field(ge=-100 * BOUND, le=100 * BOUND)
+    width: float = Field(gt=0, le=100 * BOUND)
     pairs: list[tuple[int, int]] = Field(max_length=LEVELS ** 2)
     last: int = Field(ge=0, lt=LEVELS)
     quiet: int = Field(ge=0, le=REST)

@@ -95,7 +95,7 @@ def test_a_state_round_trips_as_plain_data_and_a_bad_one_is_refused() -> None:
     assert again.state() == det.state()
     assert again.update(30.0) == det.update(30.0)
     for bad in ({**good, "width": 0.0}, {**good, "pairs": [[0, LEVELS]]}, {**good, "extra": 1},
-                {**good, "last": -1},
+                {**good, "last": -1}, {**good, "low": 1e306}, {**good, "width": 1e306},
                 {**good, "low": float("nan")}, {**good, "quiet": REST + 1}, "levels", None):
         with pytest.raises(ValueError):
             Levels.from_state(bad)
