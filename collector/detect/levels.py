@@ -25,7 +25,7 @@ model (the idea of NAB's contextual detectors, e.g. CAD OSE, kept to its first o
   alarms. The grid never narrows.
 
 There is no tail to place here, so the false-alarm budget does not set this detector's
-threshold: its false alarms are bounded by its pairs (each alarms once until a new grid) and
+threshold: its false alarms are bounded by its pairs (each new pair alarms once) and
 by ``REST``. On the simulated normal fleet (rain tanks included) it raised none; README.
 
 The score returned is the jump in levels over ``JUMP`` for a new pair (0 for a known one):
