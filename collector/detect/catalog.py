@@ -60,9 +60,6 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 }
 
 
-#: Detectors over several fields of one device: built from the number of fields, the
-#: device's readings per day and the false-alarm budget in alerts per day (which together
-#: set the threshold), and a warm-up (None: the live one).
 def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
                warmup: int | None = None) -> daily.Daily | Levels:
     """The detector the collector runs live for one device (``t2``, also ``sct detect
@@ -75,6 +72,9 @@ def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
     return daily.for_device(dims, readings_per_day, alerts_per_day, warmup)
 
 
+#: Detectors over several fields of one device: built from the number of fields, the
+#: device's readings per day and the false-alarm budget in alerts per day (which together
+#: set the threshold), and a warm-up (None: the live one).
 VECTOR_DETECTORS: dict[str, Callable[[int, float, float, int | None], VectorDetector]] = {
     "t2": for_device,
     "t2-pair": daily.for_device,     # the pair even over one field (as before levels)

@@ -354,8 +354,8 @@ class DetectStage:
         return resumed, refused
 
     def snapshot(self, path: Path) -> None:
-        """Save the detector state (atomically: write, fsync, rename) at once (at shutdown,
-        when nothing else is to run)."""
+        """Save the detector state (atomically: write, fsync, rename) in one go, for a
+        caller without an event loop (the collector uses :meth:`snapshot_async`)."""
         write_atomic(path, b"".join(self._snapshot_parts()))
 
     async def snapshot_async(self, path: Path) -> None:
@@ -410,7 +410,7 @@ def _read_parts(data: bytes) -> tuple[Any, str | None]:
     """
     stream = io.BytesIO(data)
     head = pickle.load(stream)       # only ever our own file, in our storage dir
-    if not isinstance(head, dict) or head != {"version": SNAPSHOT_VERSION}:
+    if head != {"version": SNAPSHOT_VERSION}:
         return head, None            # the mappings in one pickle (version 2), or not ours
     saved: dict[str, Any] = {"version": SNAPSHOT_VERSION, "state": {}, "detectors": {},
                              "seen": {}}

@@ -3,18 +3,27 @@ replay)."""
 
 from __future__ import annotations
 
+import io
 import math
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
+from collector.decode import Decoded
+from collector.detect.alerts import AlertBook
 from collector.detect.catalog import for_device
 from collector.detect.daily import Daily
 from collector.detect.levels import JUMP, LEVELS, REST, Levels
-from collector.detect.stage import _read_parts
+from collector.detect.replay import replay_csv
+from collector.detect.stage import DetectStage, _read_parts
+from collector.settings import DetectSettings
+from devices.payloads import TELEMETRY_MODELS
+from devices.topics import DeviceTopic
+from tests.detect.test_multivariate import _alarms, _simulated
 from tests.detect.test_rules import REGISTRY
 
 STEP = 1.875     # a level of the grid _warm leaves: 30..60 in 16
@@ -109,20 +118,12 @@ def test_the_live_detector_is_levels_for_one_field_and_the_pair_for_more() -> No
     assert JUMP >= 2                                   # a one-level step is never an alarm
 
 
-def _tank_stage():  # type: ignore[no-untyped-def]
-    from collector.detect.alerts import AlertBook
-    from collector.detect.stage import DetectStage
-    from collector.settings import DetectSettings
-
+def _tank_stage() -> DetectStage:
     return DetectStage(REGISTRY, DetectSettings(statistical_model="t2"), AlertBook())
 
 
-def _tank(stage, i: int, level: float, said: list[str] | None = None  # type: ignore[no-untyped-def]
+def _tank(stage: DetectStage, i: int, level: float, said: list[str] | None = None
           ) -> list[str]:
-    from collector.decode import Decoded
-    from devices.payloads import TELEMETRY_MODELS
-    from devices.topics import DeviceTopic
-
     ts = 1_700_000_000_000 + i * 60_000
     body = TELEMETRY_MODELS["water_level"].model_validate({"ts": ts, "level_pct": level})
     done = stage.observe(Decoded(DeviceTopic("c1", "water_level", "tank", "telemetry"), body,
@@ -163,11 +164,6 @@ def test_the_stage_runs_it_for_a_tank_hands_it_over_and_snapshots_it(tmp_path: P
 
 
 def test_simulated_rain_tanks_raise_nothing_and_a_one_column_replay_flags_a_burst() -> None:
-    import io
-
-    from collector.detect.replay import replay_csv
-    from tests.detect.test_multivariate import _alarms, _simulated
-
     tanks = _simulated("water_level", 4, 4)            # four days of slow drift each
     assert all(_alarms(for_device(1, 1440, 0.01), r, h) == 0 for r, h in tanks)
     rows, _ = tanks[0]
@@ -182,10 +178,6 @@ def test_simulated_rain_tanks_raise_nothing_and_a_one_column_replay_flags_a_burs
 
 @pytest.mark.parametrize("odd", ["inf", "-inf", "1e308", "-1e308", "nan", "1e-320"])
 def test_extreme_cells_are_judged_or_skipped_never_a_crash(odd: str) -> None:
-    import io
-
-    from collector.detect.replay import replay_csv
-
     before = "".join(f"{i * 60},{40 + i % 7}\n" for i in range(100))
     after = "".join(f"{6060 + i * 60},{[odd, '1e308', '-1e308', '41'][i % 4]}\n"
                     for i in range(400))
@@ -201,11 +193,6 @@ def test_extreme_cells_are_judged_or_skipped_never_a_crash(odd: str) -> None:
 
 
 def test_an_infinite_cell_is_no_reading_for_the_pair_either() -> None:
-    import io
-    import warnings
-
-    from collector.detect.replay import replay_csv
-
     rows = "".join(f"{i * 60},{40 + i % 7},{20 + i % 3}\n" for i in range(400))
     out = io.StringIO()
     with warnings.catch_warnings():

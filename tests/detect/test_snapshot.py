@@ -64,7 +64,7 @@ def test_the_snapshot_is_taken_a_part_at_a_time_with_the_loop_running(
     again = DetectStage(REGISTRY, DetectSettings(), AlertBook())
     again.restore(tmp_path / "s")
     assert again._state == stage._state and again._seen == stage._seen
-    stage.snapshot(tmp_path / "t")  # at once, at shutdown: the same content
+    stage.snapshot(tmp_path / "t")  # in one go: the same content
     assert _read_parts((tmp_path / "t").read_bytes()) == \
         _read_parts((tmp_path / "s").read_bytes())
 
