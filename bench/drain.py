@@ -123,7 +123,7 @@ def collector_drain(port: int, collector: Collector, count: int, landed: Callabl
     collector.start()                      # its persistent session now exists
     collector.stop()
     messages = load()
-    collector.start()
+    collector.start(ready="connected to")   # the backlog follows at once
     watch = CpuWatch({"collector": collector.pid, **pids})
     deadline = time.monotonic() + TIMEOUT_S
     got = landed()

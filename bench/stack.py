@@ -134,8 +134,11 @@ class Collector:
     def log(self) -> Path:
         return self.workdir / "collector.log"
 
-    def start(self) -> None:
-        """Start and wait until subscribed; ``ready_s`` is how long that took."""
+    def start(self, ready: str = "subscribed to") -> None:
+        """Start and wait until the log says ``ready`` (by default: subscribed); ``ready_s``
+        is how long that took. A drain waits for "connected to" instead: a persistent
+        session's backlog comes ahead of the SUBACK, so "subscribed to" is logged only once
+        the collector has read the backlog, which is what a drain measures."""
         argv = [sys.executable, "-m", "collector", "collect"]
         other = self.env.get("BENCH_COLLECTOR_PATH")
         if other:
@@ -148,7 +151,7 @@ class Collector:
         with self.log.open("wb") as log:    # fresh: an earlier "subscribed to" must not count
             self.process = subprocess.Popen(argv, env=self.env, stdout=log,
                                             stderr=subprocess.STDOUT)
-        while "subscribed to" not in self.log.read_text(errors="replace"):
+        while ready not in self.log.read_text(errors="replace"):
             if self.process.poll() is not None or time.monotonic() - self.started > 60:
                 raise SystemExit(f"the collector did not start: see {self.log}")
             time.sleep(0.02)

@@ -182,6 +182,10 @@ class Broker:
     theirs: list[tuple[bytes, int, bool]] = field(default_factory=list)
     most_in_flight: int = 0
     pace_s: float = 0.0             # a live stream: one message this often
+    #: A persistent session's backlog, as Mosquitto sends it: every message right after the
+    #: CONNACK, the SUBACK only after the last (it queues behind them).
+    backlog_first: bool = False
+    payload: bytes = b"{}"
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -217,7 +221,7 @@ class Broker:
                     return
                 in_flight.add(pid)
                 self.most_in_flight = max(self.most_in_flight, len(in_flight))
-                writer.write(wire.publish("sc/c/door/d/telemetry", b"{}", pid,
+                writer.write(wire.publish("sc/c/door/d/telemetry", self.payload, pid,
                                           dup=not first_connection))
                 sent += 1
                 await writer.drain()
@@ -231,9 +235,15 @@ class Broker:
                 kind = first >> 4
                 if kind == wire.CONNECT:
                     writer.write(b"\x20\x02\x00\x00")
+                    if self.backlog_first:
+                        feeding = asyncio.create_task(feed())
                 elif kind == wire.SUBSCRIBE:
-                    writer.write(b"\x90\x03" + body[:2] + b"\x01")
-                    feeding = asyncio.create_task(feed())
+                    suback = b"\x90\x03" + body[:2] + b"\x01"
+                    if feeding is None:
+                        writer.write(suback)
+                        feeding = asyncio.create_task(feed())
+                    else:
+                        feeding.add_done_callback(lambda _, a=suback: writer.write(a))
                 elif kind == wire.PUBACK:
                     pid = struct.unpack(">H", body)[0]
                     in_flight.discard(pid)
@@ -390,6 +400,32 @@ def test_a_broker_breaking_the_protocol_is_reconnected_and_nothing_is_lost() -> 
         assert {m.packet_id for m in got} == set(range(1, 301))
         assert all(m.redelivered for m in got if got.index(m) >= 120)
         broker.server.close()
+
+    asyncio.run(go())
+
+
+def test_a_backlog_ahead_of_the_suback_is_taken_with_backpressure() -> None:
+    """A persistent session's backlog follows the CONNACK, and the SUBACK only follows the
+    backlog: the source takes messages meanwhile and stops reading at its high-water mark,
+    instead of reading the whole backlog into memory first."""
+    async def go() -> None:
+        broker = Broker(count=3_000, window=100_000, backlog_first=True, payload=b"x" * 2000)
+        port = await broker.start()
+        source = MqttSource(settings(port, max_pending_messages=100), ["sc/#"])
+        waiting: list[int] = []
+
+        async def watch() -> None:
+            while True:
+                conn = source._conn
+                waiting.append(len(conn.inbox) if conn is not None else 0)
+                await asyncio.sleep(0)
+
+        watching = asyncio.create_task(watch())
+        got = await consume(source, lambda: len(broker.acked) == 3_000, timeout=20)
+        watching.cancel()
+        assert len(got) == 3_000 and broker.connections == 1
+        # One socket read (at most 256 KiB: about 130 of these) past the mark, not 3,000.
+        assert max(waiting) <= 100 + 140, max(waiting)
 
     asyncio.run(go())
 
