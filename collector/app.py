@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -199,6 +200,7 @@ class Collector:
         async def handle(batch: Sequence[tuple[Inbound, Claim]]) -> None:
             await self.handle_many(pipeline, batcher, batch)
 
+        _tune_gc()
         side = self.supervisor.run
         async with asyncio.TaskGroup() as group:
             background = [
@@ -401,3 +403,23 @@ class Collector:
             # Called from inside a write: the line is logged whole rather than lost unseen.
             log.error("dead letters cannot be written (%s); the refused line was: %r", exc,
                       line)
+
+
+#: Container objects allocated (net of those freed) between two young garbage collections:
+#: Python's default is 700.
+GC_YOUNG = 10_000
+
+
+def _tune_gc() -> None:
+    """Fewer garbage collections, over fewer objects, once everything is loaded.
+
+    Nearly every object the collector makes per message (the message, its ticket, the
+    reading, its line) is freed by its reference count, not by the collector of cycles; but
+    a message's ticket lives until its batch is written, so at Python's default threshold
+    young collections came every few hundred messages and kept moving tickets into the old
+    generations, which full collections then walked: 7-8 % of the collector's CPU in a drain
+    of single readings (0.17-0.22 s in 2.4-2.6 s; 5 collections over 200,000 messages at
+    this threshold, 0.005 s). What is loaded at start (the registry, the modules) is frozen:
+    never walked again. Cyclic garbage, which the pipeline does not make, waits longer."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
