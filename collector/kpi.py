@@ -55,6 +55,9 @@ NEEDS: dict[str, tuple[str, str]] = {
 assert set(NEEDS) == set(INDICATORS)
 CST_MS = 8 * 3_600_000
 NIGHT_END_H, NIGHT_HOURS = 6, 12
+#: The night's minimum flow is taken between 02:00 and 05:00 China time: a bucket of the
+#: 3-hour grid InfluxDB groups by (from 00:00 UTC, so 02:00 China time is on it).
+NIGHT_MIN_START_H, NIGHT_MIN_H = 2, 3
 
 
 @dataclass
@@ -107,9 +110,11 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings,
         f"SELECT count(ph) FROM water_quality WHERE {window} GROUP BY community",
         f"SELECT count(ph) FROM water_quality WHERE {window} AND turbidity_ntu <= 1 "
         "AND chlorine_mg_l >= 0.05 AND ph >= 6.5 AND ph <= 8.5 GROUP BY community",
-        # Each China-time day's minimum (days start at 16:00 UTC), over the window's mean.
+        # The minimum of each 3-hour bucket with readings (fill(none)); the night's is the
+        # bucket of 02:00-05:00 China time (18:00-21:00 UTC, on the buckets' grid), over the
+        # window's mean.
         f"SELECT min(flow_m3h) FROM water_meter WHERE {window} AND role = 'inlet' "
-        "GROUP BY community, time(1d, -8h)",
+        f"GROUP BY community, time({NIGHT_MIN_H}h) fill(none)",
         f"SELECT mean(flow_m3h) FROM water_meter WHERE {window} AND role = 'inlet' "
         "GROUP BY community",
         # The first reading's time of each community (no field is in every reading, so the
@@ -139,8 +144,7 @@ async def compute(registry: Registry, query: Query, settings: KpiSettings,
                  saving={c: 1 - v / 100 for c, v in _by_community(results[1]).items()},
                  bins=_by_community(results[2]), full=_by_community(results[3]),
                  quality=_by_community(results[4]), good=_by_community(results[5]),
-                 leak=_leak_indicator(results[6], _by_community(results[7]), firsts["inlet"],
-                                      now),
+                 leak=_leak_indicator(results[6], _by_community(results[7])),
                  seen=seen, firsts=firsts)
     # One pass over the registry, not one per community: it may hold a million devices.
     kinds: dict[str, Counter[str]] = defaultdict(Counter)
@@ -234,19 +238,21 @@ def _count_devices(series: list[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
-def _leak_indicator(minimums: list[dict[str, Any]], means: dict[str, float],
-                    firsts: dict[str, int], now_ms: int) -> dict[str, float]:
+def _leak_indicator(minimums: list[dict[str, Any]], means: dict[str, float]
+                    ) -> dict[str, float]:
     """Mean over nights of (the night's minimum inlet flow / the mean flow over the window):
-    the minimum night flow method's floor. A China-time day's minimum is its night's only
-    when its readings cover 02:00-05:00, the quietest hours: other days are left out."""
+    the minimum night flow method's floor. A night's minimum is that of its readings between
+    02:00 and 05:00 China time, the quietest hours; a night without readings then is left
+    out. (A China-time day's minimum, as before, counted a day whose readings missed those
+    hours, such as today's before 02:00, with its daytime floor: a leak that was not.)"""
     out = {}
     for s in minimums:
         community = s["tags"]["community"]
-        mean, first = means.get(community), firsts.get(community)
-        if not mean or first is None:
+        mean = means.get(community)
+        if not mean:
             continue
         nights = [row[1] for row in s["values"] if row[1] is not None
-                  and row[0] + 2 * 3_600_000 >= first and row[0] + 5 * 3_600_000 <= now_ms]
+                  and (row[0] + CST_MS) % 86_400_000 == NIGHT_MIN_START_H * 3_600_000]
         if nights:
             out[community] = sum(nights) / len(nights) / mean
     return out
