@@ -28,7 +28,7 @@ from collector import goal, kpi
 from collector.deadletter import INFLUX_TOPIC, DeadLetterStore, to_json
 from collector.decode import Decoder
 from collector.detect.alerts import Alert, AlertBook
-from collector.detect.stage import DetectStage
+from collector.detect.stage import SNAPSHOT_SEGMENTS, DetectStage
 from collector.enrich import Enricher
 from collector.errors import ConfigError, StorageError, WriteError
 from collector.health import Health
@@ -257,15 +257,17 @@ class Collector:
                 await batcher.add_many(out.lines, ticket)
             ticket.release()
 
-    async def _save_state(self, detect: DetectStage | None) -> bool:
-        """Save the open alerts (and the detector state, when given); False when the disk
-        would not take them (full): logged, and tried again next time. Not in cluster mode:
-        there a collector's state is rebuilt from InfluxDB when it takes a partition over."""
+    async def _save_state(self, detect: DetectStage | None, segment: int | None = None
+                          ) -> bool:
+        """Save the open alerts (and the detector state, when given: the whole of it, or
+        only ``segment``); False when the disk would not take them (full): logged, and tried
+        again next time. Not in cluster mode: there a collector's state is rebuilt from
+        InfluxDB when it takes a partition over."""
         if self.settings.source.kind == "amqp":
             return True
         try:
             if detect is not None:
-                await detect.snapshot_async(self.detect_state)
+                await detect.snapshot_async(self.detect_state, segment)
             self.book.save()
         except OSError as exc:
             self.book.changed()
@@ -293,6 +295,7 @@ class Collector:
     async def _watch(self, batcher: Batcher, detect: DetectStage) -> None:
         """Silent devices every few seconds; the detector state every ``snapshot_s``."""
         last_snapshot = time.monotonic()
+        segment = 0     # the periodic snapshot writes one segment in turn (stage.py)
         while True:
             await asyncio.sleep(5.0)
             for alert in detect.tick(int(time.time() * 1000)):
@@ -300,8 +303,9 @@ class Collector:
                 self._publish(alert)
                 await batcher.add(encode(alert.point()))
             due = time.monotonic() - last_snapshot >= self.settings.detect.snapshot_s
-            if await self._save_state(detect if due else None) and due:
+            if await self._save_state(detect if due else None, segment) and due:
                 last_snapshot = time.monotonic()
+                segment = (segment + 1) % SNAPSHOT_SEGMENTS
 
     async def _kpi(self, reg: registry.Registry, writer: InfluxWriter,
                    mine: Callable[[], set[str]] | None) -> list[Point]:

@@ -256,7 +256,9 @@ class DetectSettings(Section):
     #: ``t2``'s false-alarm budget: statistical alerts per device per 100 days of normal data
     #: (the T² pair's threshold; the levels model has none to place).
     statistical_alerts_per_100_days: Positive = 1.0
-    snapshot_s: Positive = 60.0       # detector state saved this often (and at shutdown)
+    #: A tenth of the detector state (one segment in turn) saved this often; all of it at
+    #: shutdown. After a crash a device's state is at most ten times this old.
+    snapshot_s: Positive = 60.0
     lamp_dark_lux: Annotated[float, Field(ge=0)] = 10.0
     lamp_daylight_lux: Annotated[float, Field(ge=0)] = 1000.0
     lamp_power_tolerance: Annotated[float, Field(gt=0, le=1)] = 0.3

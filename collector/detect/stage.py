@@ -18,6 +18,7 @@ import io
 import logging
 import math
 import pickle
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -58,6 +59,11 @@ SNAPSHOT_READS = (2, 3)
 #: parts (a part of a hundred water devices' detectors in their first day, the largest,
 #: pickles in about 17 ms here).
 SNAPSHOT_PART = 100
+#: The periodic snapshot writes one of this many segments in turn (each device's entries are
+#: in one, by a hash of its id): a tenth of the state every ``snapshot_s``, not all of it, and
+#: after a crash a device's state is at most ``snapshot_s`` x SNAPSHOT_SEGMENTS old. The
+#: whole state is written at shutdown, in one file, and the segments are then removed.
+SNAPSHOT_SEGMENTS = 10
 DAY_MS = 86_400_000
 CST_MS = 8 * 3_600_000
 
@@ -96,6 +102,7 @@ class DetectStage:
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
         self._saving = asyncio.Lock()      # one snapshot at a time (the periodic and the last)
+        self._segments: dict[str, int] = {}     # each device's snapshot segment, once worked out
         #: Failures by rule (or detector) since start, for the self-metrics.
         self.errors: Counter[str] = Counter()
         self._logged: set[tuple[str, str]] = set()
@@ -354,51 +361,108 @@ class DetectStage:
         return resumed, refused
 
     def snapshot(self, path: Path) -> None:
-        """Save the detector state (atomically: write, fsync, rename) in one go, for a
-        caller without an event loop (the collector uses :meth:`snapshot_async`)."""
+        """Save the whole detector state (atomically: write, fsync, rename) in one go, for
+        a caller without an event loop (the collector uses :meth:`snapshot_async`); the
+        segments of earlier periodic snapshots, older than it, are removed."""
         write_atomic(path, b"".join(self._snapshot_parts()))
+        _remove_segments(path)
 
-    async def snapshot_async(self, path: Path) -> None:
-        """Save the detector state as :meth:`snapshot` does, a part at a time with the
-        event loop running between parts, and the file written in a thread: the collector
-        goes on reading while a large fleet's state is saved (one pickle of it all held the
-        loop for about 0.1 s for the demo's 2,743 devices in their first day, and it grows
-        with the fleet; a part holds it for at most about 17 ms). Each device's entries are
-        as they were when their part was pickled."""
+    async def snapshot_async(self, path: Path, segment: int | None = None) -> None:
+        """Save the detector state as :meth:`snapshot` does (``segment`` None: at shutdown),
+        or only segment ``segment`` of it (``segment_path``: the periodic snapshot), a part
+        at a time with the event loop running between parts, and the file written in a
+        thread: the collector goes on reading while a large fleet's state is saved (one
+        pickle of it all held the loop for about 0.1 s for the demo's 2,743 devices in their
+        first day, and it grows with the fleet; a part holds it for at most about 17 ms).
+        Each device's entries are as they were when their part was pickled."""
         async with self._saving:    # two writers of one temporary file would tear it
             parts = []
-            for part in self._snapshot_parts():
+            for part in self._snapshot_parts(segment):
                 parts.append(part)
                 await asyncio.sleep(0)
-            await asyncio.to_thread(write_atomic, path, b"".join(parts))
+            if segment is None:
+                await asyncio.to_thread(self._write_whole, path, b"".join(parts))
+            else:
+                await asyncio.to_thread(write_atomic, segment_path(path, segment),
+                                        b"".join(parts))
 
-    def _snapshot_parts(self) -> Iterator[bytes]:
-        """A header, then each mapping as pickled parts of ``SNAPSHOT_PART`` entries."""
+    @staticmethod
+    def _write_whole(path: Path, data: bytes) -> None:
+        write_atomic(path, data)
+        _remove_segments(path)
+
+    def _snapshot_parts(self, segment: int | None = None) -> Iterator[bytes]:
+        """A header, then each mapping as pickled parts of ``SNAPSHOT_PART`` entries (of
+        the devices of ``segment`` only, when given)."""
         yield pickle.dumps({"version": SNAPSHOT_VERSION}, protocol=pickle.HIGHEST_PROTOCOL)
+        of = self._segment_of
         for name, mapping in (("state", self._state), ("detectors", self._detectors),
                               ("seen", self._seen)):
-            items = list(mapping.items())    # entries that come meanwhile: the next time
+            # Entries that come meanwhile: the next time.
+            items = list(mapping.items()) if segment is None else [
+                (key, value) for key, value in mapping.items()
+                if of(key[0] if isinstance(key, tuple) else key) == segment]
             for at in range(0, len(items), SNAPSHOT_PART):
                 yield pickle.dumps((name, items[at:at + SNAPSHOT_PART]),
                                    protocol=pickle.HIGHEST_PROTOCOL)
 
+    def _segment_of(self, device: str) -> int:
+        """The segment a device's entries are saved in: stable across restarts (CRC-32 of
+        its id, not Python's salted hash), so each device is in one segment file only."""
+        segment = self._segments.get(device)
+        if segment is None:
+            segment = self._segments[device] = zlib.crc32(device.encode()) % SNAPSHOT_SEGMENTS
+        return segment
+
     def restore(self, path: Path) -> None:
-        """Bring back a snapshot written by :meth:`snapshot` (our own file only); an
-        unreadable one, or one of another shape or version, is set aside. Of a file torn
-        after its first parts (a disk's fault: it is written whole, then renamed), the
-        parts before the tear are kept and the file is set aside."""
-        if not path.exists():
-            return
-        try:
-            saved, torn = _read_parts(path.read_bytes())
-            state, detectors, seen = _checked_snapshot(saved)
-        except Exception as exc:  # a torn pickle can raise almost anything
-            set_aside(path, f"{type(exc).__name__}: {exc}")
-            return
-        if torn is not None:
-            set_aside(path, f"{torn}; kept the {len(state)} devices' state read before it")
-        self._state, self._detectors, self._seen = state, detectors, seen
-        log.info("detector state restored: %d devices", len(self._state))
+        """Bring back the state :meth:`snapshot` and the periodic segments wrote (our own
+        files only): the whole state saved at the last shutdown, then each segment saved
+        since (after a crash), newer, over it. An unreadable file, or one of another shape
+        or version, is set aside. Of a file torn after its first parts (a disk's fault: it
+        is written whole, then renamed), the parts before the tear are kept and the file is
+        set aside."""
+        for k, file in enumerate([path, *(segment_path(path, n)
+                                          for n in range(SNAPSHOT_SEGMENTS))]):
+            read = _restore_file(file)
+            if read is None:
+                continue
+            state, detectors, seen = read
+            if k == 0:
+                self._state, self._detectors, self._seen = state, detectors, seen
+            else:
+                self._state.update(state)
+                self._detectors.update(detectors)
+                self._seen.update(seen)
+        if self._state:
+            log.info("detector state restored: %d devices", len(self._state))
+
+
+def segment_path(path: Path, segment: int) -> Path:
+    """Where the periodic snapshot keeps segment ``segment`` of the state saved at ``path``."""
+    return path.with_name(f"{path.name}.{segment}")
+
+
+def _remove_segments(path: Path) -> None:
+    for segment in range(SNAPSHOT_SEGMENTS):
+        segment_path(path, segment).unlink(missing_ok=True)
+
+
+def _restore_file(path: Path) -> tuple[dict[str, dict[str, Any]],
+                                       dict[tuple[str, str], Surprise | Daily | Levels],
+                                       dict[str, tuple[int, float]]] | None:
+    """One snapshot file's mappings, or None when there is none or it would not read at all
+    (then it is set aside); a file torn after its first parts gives those and is set aside."""
+    if not path.exists():
+        return None
+    try:
+        saved, torn = _read_parts(path.read_bytes())
+        state, detectors, seen = _checked_snapshot(saved)
+    except Exception as exc:  # a torn pickle can raise almost anything
+        set_aside(path, f"{type(exc).__name__}: {exc}")
+        return None
+    if torn is not None:
+        set_aside(path, f"{torn}; kept the {len(state)} devices' state read before it")
+    return state, detectors, seen
 
 
 def _read_parts(data: bytes) -> tuple[Any, str | None]:

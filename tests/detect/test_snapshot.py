@@ -1,5 +1,6 @@
 """The detector snapshot: written in parts with the event loop running between them, read
-back whole; a file torn after its first parts keeps them; an older version still reads."""
+back whole; a file torn after its first parts keeps them; an older version still reads; the
+periodic snapshot writes a segment at a time, and a crash keeps the newest of each device."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from collector.detect import stage as stage_module
 from collector.detect.alerts import AlertBook
 from collector.detect.daily import Daily, for_device
-from collector.detect.stage import DetectStage, _read_parts
+from collector.detect.stage import SNAPSHOT_SEGMENTS, DetectStage, _read_parts, segment_path
 from collector.settings import DetectSettings
 from tests.detect.test_rules import REGISTRY
 
@@ -39,8 +40,8 @@ def test_the_snapshot_is_taken_a_part_at_a_time_with_the_loop_running(
     at_part: list[int] = []          # the other task's ticks as each part was pickled
     parts = stage._snapshot_parts
 
-    def watched() -> Iterator[bytes]:
-        for part in parts():
+    def watched(segment: int | None = None) -> Iterator[bytes]:
+        for part in parts(segment):
             at_part.append(ticks)
             yield part
 
@@ -132,3 +133,57 @@ def test_two_snapshots_at_once_write_one_after_the_other(
     asyncio.run(main())
     (_, first_end), (second_start, _) = sorted(spans)
     assert second_start >= first_end
+
+
+def test_the_periodic_snapshot_writes_a_segment_at_a_time_and_a_crash_keeps_the_newest(
+        tmp_path: Path) -> None:
+    """Each periodic snapshot writes one segment (a tenth of the devices); after a crash the
+    state comes back from the last whole snapshot with each segment written since over it;
+    the next whole snapshot (at shutdown) removes the segments, which are older than it."""
+    path = tmp_path / "detect-state.pickle"
+    stage = _stage_with(200)
+    stage.snapshot(path)                        # the last shutdown
+    for i in range(200):
+        stage._state[f"d{i}"] = {"energy_kwh": 1000.0 + i}    # learnt since
+    stage._state["new"] = {"energy_kwh": 7.0}
+    stage._seen["new"] = (1, 60_000.0)
+
+    async def periodic(segments: range) -> None:
+        for segment in segments:
+            await stage.snapshot_async(path, segment)
+
+    asyncio.run(periodic(range(3)))             # three minutes, then a crash
+    written = {d for d in stage._state if stage._segment_of(d) < 3}
+    assert 0 < len(written) < 201
+    sizes = [len(_read_parts(segment_path(path, k).read_bytes())[0]["state"]) for k in range(3)]
+    assert sum(sizes) == len(written) and max(sizes) < 50, "a segment holds its devices only"
+    again = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    again.restore(path)
+    assert set(again._state) == set(stage._state) - ({"new"} - written)
+    for device, entries in again._state.items():
+        newest = device in written
+        assert entries == (stage._state[device] if newest else {"energy_kwh": float(
+            device[1:])}), device
+    asyncio.run(stage.snapshot_async(path))     # the next shutdown: the whole state
+    assert not any(segment_path(path, k).exists() for k in range(SNAPSHOT_SEGMENTS))
+    last = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    last.restore(path)
+    assert last._state == stage._state and last._seen == stage._seen
+
+
+def test_a_torn_segment_keeps_its_first_parts_and_the_others_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stage_module, "SNAPSHOT_PART", 5)
+    path = tmp_path / "detect-state.pickle"
+    stage = _stage_with(300)
+    asyncio.run(stage.snapshot_async(path, 0))
+    asyncio.run(stage.snapshot_async(path, 1))
+    torn = segment_path(path, 0)
+    data = torn.read_bytes()
+    torn.write_bytes(data[:len(data) // 2])
+    again = DetectStage(REGISTRY, DetectSettings(), AlertBook())
+    again.restore(path)
+    first = {d for d in stage._state if stage._segment_of(d) == 0}
+    second = {d for d in stage._state if stage._segment_of(d) == 1}
+    assert second <= set(again._state) and 0 < len(first & set(again._state)) < len(first)
+    assert not torn.exists() and len(list(tmp_path.glob("detect-state.pickle.0.bad-*"))) == 1
