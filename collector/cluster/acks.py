@@ -13,9 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
-
-import aiormq.abc
+from typing import Any, Protocol
 
 from collector.cluster.broker import FAILURES
 from collector.source import Ticket
@@ -44,13 +42,18 @@ class AmqpTicket(Ticket):
         self.stamps: list[str] = []
 
 
+class Channel(Protocol):
+    """What acknowledges on a channel (``consumer.ChannelAcks``)."""
+
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None: ...
+
+
 class Acks:
     """One partition channel's deliveries, acknowledged in order."""
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel,
-                 on_acked: Callable[[list[str]], None]) -> None:
+    def __init__(self, channel: Channel, on_acked: Callable[[list[str]], None]) -> None:
         # on_acked: names the stamps of acknowledged messages (this partition's).
-        # The channel is aiormq's: its basic_ack writes the frame before its first await, so
+        # The channel's basic_ack writes the frame before its first await, so
         # acknowledgements leave in the order they were made (a smaller "up to" after a
         # larger one would be an unknown delivery tag, and close the channel).
         self._channel = channel

@@ -28,17 +28,16 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic
 
 from collector.cluster.acks import Acks, AmqpTicket, background
 from collector.cluster.broker import FAILURES, Connection, connect, read_stream, where
+from collector.cluster.consumer import ChannelAcks, Consumer
 from collector.cluster.stamps import acked_record
 from collector.cluster.topology import MQTT_EXCHANGE, Names
 from collector.errors import BrokerError
@@ -62,7 +61,10 @@ def own_share(instance: str, peers: list[str], partitions: int) -> set[int]:
 #: Takes messages with their tickets: here one at a time (a message's replicated stamps
 #: are taken and confirmed per message before its lines are written, ``app.handle_many``).
 Handler = Callable[[Sequence[tuple[Inbound, AmqpTicket]]], Awaitable[None]]
-Delivery = tuple[int, DeliveredMessage, AmqpTicket]
+#: A delivery as the consumer hands it over: its routing key, body and redelivered flag.
+Message = tuple[str, bytes, bool]
+#: (partition, message, ticket)
+Delivery = tuple[int, Message, AmqpTicket]
 
 
 class AmqpSource:
@@ -87,6 +89,8 @@ class AmqpSource:
         self._ready: deque[int] = deque()
         self._arrived = asyncio.Event()
         self._acks: dict[int, Acks] = {}
+        #: The consumer's channels: each one's partition and acknowledgements.
+        self._channels: dict[int, tuple[int, Acks]] = {}
         self._connection: Connection | None = None
         self._publisher: AbstractChannel | None = None
         self._confirming: AbstractChannel | None = None
@@ -219,13 +223,20 @@ class AmqpSource:
 
         connection.close_callbacks.add(on_close)
         self._connection = connection
+        # The partitions are consumed on a connection of our own to the same node
+        # (consumer.py); aio-pika's carries the rest (alerts, confirms, streams).
+        consumer = Consumer(self._delivered)
+        consumer.lost.add_done_callback(on_close)
         try:
+            await consumer.open(self._settings.credentials(self._settings.urls[self._node]),
+                                f"sct collector {self._instance} (partitions)",
+                                self._settings.connect_timeout_s)
             self._publisher = await connection.channel()
             self._confirming = await connection.channel(publisher_confirms=True)
             log.info("connected to RabbitMQ at %s as %s", where(self._settings.urls[self._node]),
                      self._instance)
             tasks: list[asyncio.Future[Any]] = [
-                asyncio.ensure_future(self._subscribe(connection, on_close)),
+                asyncio.ensure_future(self._subscribe(consumer)),
                 asyncio.ensure_future(self._take(handle)), lost,
                 asyncio.ensure_future(self._closed.wait())]
             try:
@@ -241,6 +252,7 @@ class AmqpSource:
         finally:
             self._lose_partitions()
             self._connection = self._publisher = self._confirming = None
+            consumer.close()
             with contextlib.suppress(*FAILURES):
                 await connection.close()
         if lost.done() and self._taking:
@@ -252,6 +264,7 @@ class AmqpSource:
         for acks in self._acks.values():
             acks.close()
         self._acks.clear()
+        self._channels.clear()
         self._inbox.clear()     # not acknowledged: delivered again
         self._warming.clear()
         self._ready.clear()
@@ -261,40 +274,39 @@ class AmqpSource:
                 self._on_lost(set(self.active))
         self.active.clear()
 
-    async def _subscribe(self, connection: Connection, on_close: Callable[..., None]) -> None:
+    async def _subscribe(self, consumer: Consumer) -> None:
         own = sorted(self._own)
         rest = sorted(set(range(self._settings.partitions)) - self._own)
         for n in own:
-            await self._consume(connection, on_close, n)
+            await self._consume(consumer, n)
         log.info("subscribed to partitions %s (own share); to the rest in %.0f s",
                  own, self._settings.standby_delay_s)
         await asyncio.sleep(self._settings.standby_delay_s)
         for n in rest:
-            await self._consume(connection, on_close, n)
+            await self._consume(consumer, n)
         log.info("standing by on partitions %s", rest)
         await asyncio.Future()   # keeps the session's task set until it ends
 
-    async def _consume(self, connection: Connection, on_close: Callable[..., None],
-                       n: int) -> None:
-        channel = await connection.channel()
-        channel.close_callbacks.add(on_close)
-        await channel.set_qos(prefetch_count=self._settings.prefetch)
-        # On aiormq's channel under aio-pika's: a delivery costs one task there, not two and
-        # a wrapper object (measured: README, Scaling out).
-        underlay = await channel.get_underlay_channel()
-        acks = self._acks[n] = Acks(underlay, self._stamps_acked(n))
-        await underlay.basic_consume(self._names.partition(n), self._receiver(n, acks),
-                                     consumer_tag=f"{self._instance}.{n}")
+    async def _consume(self, consumer: Consumer, n: int) -> None:
+        acks: Acks | None = None
+        channel = consumer.next_channel
+        # Registered before the consume is asked for: a delivery may follow its reply at once.
+        acks = self._acks[n] = Acks(ChannelAcks(consumer, channel), self._stamps_acked(n))
+        self._channels[channel] = (n, acks)
+        opened = await consumer.channel(self._names.partition(n), self._settings.prefetch,
+                                        f"{self._instance}.{n}",
+                                        self._settings.connect_timeout_s)
+        assert opened == channel
 
-    def _receiver(self, n: int, acks: Acks) -> Callable[[DeliveredMessage],
-                                                          Coroutine[Any, Any, None]]:
-        async def receive(message: DeliveredMessage) -> None:
-            # Appended before any await: deliveries are handled in the order they came.
-            delivery = message.delivery
-            assert isinstance(delivery, Basic.Deliver)
-            self._inbox.append((n, message, acks.track(delivery.delivery_tag or 0)))
-            self._arrived.set()
-        return receive
+    def _delivered(self, channel: int, tag: int, redelivered: bool, key: str,
+                   body: bytes) -> None:
+        """A delivery, in the order deliveries came (the consumer calls back as it parses)."""
+        known = self._channels.get(channel)
+        if known is None:       # the session is ending: left unacknowledged, delivered again
+            return
+        n, acks = known
+        self._inbox.append((n, (key, body, redelivered), acks.track(tag)))
+        self._arrived.set()
 
     async def _take(self, handle: Handler) -> None:
         """Hand each delivery to ``handle`` in order. A partition newly held is warmed up
@@ -320,12 +332,10 @@ class AmqpSource:
                 await self._handle(handle, delivery[1], delivery[2])
         await self._closed.wait()
 
-    async def _handle(self, handle: Handler, message: DeliveredMessage,
-                      ticket: AmqpTicket) -> None:
-        delivery = message.delivery
-        assert isinstance(delivery, Basic.Deliver)
-        await handle([(Inbound((delivery.routing_key or "").replace(".", "/"), message.body,
-                               int(time.time() * 1000), bool(delivery.redelivered)), ticket)])
+    async def _handle(self, handle: Handler, message: Message, ticket: AmqpTicket) -> None:
+        key, body, redelivered = message
+        await handle([(Inbound(key.replace(".", "/"), body, int(time.time() * 1000),
+                               redelivered), ticket)])
 
     def _activate(self, n: int) -> None:
         self.active.add(n)

@@ -106,7 +106,7 @@ def test_acknowledgements_go_in_delivery_order_one_frame_per_settled_run() -> No
     async def run() -> tuple[list[tuple[int, bool]], list[list[str]]]:
         channel = Channel()
         named: list[list[str]] = []
-        acks = Acks(channel, named.append)   # type: ignore[arg-type]
+        acks = Acks(channel, named.append)
         tickets = [acks.track(tag) for tag in (1, 2, 3, 4)]
         tickets[1].stamps = ["a/1"]
         tickets[1].release()                 # 2 settles first: 1 still held, nothing sent
