@@ -294,19 +294,8 @@ class _Connection(asyncio.Protocol):
         return await self.reply(self.send(packet, reply_kind), timeout_s)
 
     async def reply(self, reply: asyncio.Future[bytes], timeout_s: float) -> bytes:
-        """The reply :meth:`send` asked for, within ``timeout_s``.
-
-        Raises:
-            BrokerError: the connection is lost, or no reply came in time.
-        """
-        done, _ = await asyncio.wait((reply, self.lost), timeout=timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if reply in done:
-            return bytes(reply.result())
-        reply.cancel()
-        if self.lost.done():
-            self.lost.result()        # raises the reason
-        raise BrokerError(f"no answer from the broker within {timeout_s:.0f} s")
+        """The reply :meth:`send` asked for, within ``timeout_s`` (see :func:`awaited`)."""
+        return await awaited(reply, self.lost, timeout_s)
 
     async def wait_for_messages(self, timeout_s: float | None = None) -> bool:
         """True once the inbox has something, False after ``timeout_s`` without; raises
@@ -369,11 +358,35 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_result(None)
 
     def _fail(self, exc: BrokerError) -> None:
-        if not self.lost.done():
-            self.lost.set_exception(exc)
-            self.lost.exception()     # retrieved: no "never retrieved" warning when unawaited
+        lose(self.lost, exc)
         if self._transport is not None:
             self._transport.abort()
+
+
+async def awaited(reply: asyncio.Future[bytes], lost: asyncio.Future[None],
+                  timeout_s: float) -> bytes:
+    """A broker's reply to a request, within ``timeout_s``, on a connection that fails
+    ``lost`` when it goes (this source's and the cluster's own AMQP consumer's).
+
+    Raises:
+        BrokerError: the connection is lost (its reason), or no reply came in time.
+    """
+    done, _ = await asyncio.wait((reply, lost), timeout=timeout_s,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if reply in done:
+        return bytes(reply.result())
+    reply.cancel()
+    if lost.done():
+        lost.result()        # raises the reason
+    raise BrokerError(f"no answer from the broker within {timeout_s:.0f} s")
+
+
+def lose(lost: asyncio.Future[None], exc: BrokerError) -> None:
+    """Fail a connection's ``lost`` future with ``exc`` (once; retrieved, so an unawaited
+    one logs no "never retrieved" warning)."""
+    if not lost.done():
+        lost.set_exception(exc)
+        lost.exception()
 
 
 #: Takes the messages of a batch with their tickets, in order.

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from collector.cluster import amqpwire as wire
 from collector.errors import BrokerError
+from collector.source import awaited, lose
 
 
 class Consumer(asyncio.Protocol):
@@ -130,9 +131,7 @@ class Consumer(asyncio.Protocol):
 
     def close(self) -> None:
         """Close the connection (unacknowledged deliveries go back to their queues)."""
-        if not self.lost.done():
-            self.lost.set_exception(BrokerError("closed"))
-            self.lost.exception()
+        lose(self.lost, BrokerError("closed"))
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(wire.connection_close())
             self._transport.close()
@@ -142,19 +141,10 @@ class Consumer(asyncio.Protocol):
         reply = self._replies[(channel, reply_kind)] = \
             asyncio.get_running_loop().create_future()
         self.write(packet)
-        done, _ = await asyncio.wait((reply, self.lost), timeout=timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if reply in done:
-            return bytes(reply.result())
-        reply.cancel()
-        if self.lost.done():
-            self.lost.result()          # raises the reason
-        raise BrokerError(f"no answer from the broker within {timeout_s:.0f} s")
+        return await awaited(reply, self.lost, timeout_s)
 
     def _fail(self, exc: BrokerError) -> None:
-        if not self.lost.done():
-            self.lost.set_exception(exc)
-            self.lost.exception()       # retrieved: no "never retrieved" warning
+        lose(self.lost, exc)
         if self._transport is not None:
             self._transport.abort()
 

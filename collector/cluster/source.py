@@ -288,7 +288,6 @@ class AmqpSource:
         await asyncio.Future()   # keeps the session's task set until it ends
 
     async def _consume(self, consumer: Consumer, n: int) -> None:
-        acks: Acks | None = None
         channel = consumer.next_channel
         # Registered before the consume is asked for: a delivery may follow its reply at once.
         acks = self._acks[n] = Acks(ChannelAcks(consumer, channel), self._stamps_acked(n))
