@@ -12,7 +12,7 @@ counts every reading is measured. Against the two ceilings, each measured in the
 Also: each node's memory idle, and per MQTT connection (2,000 idle device connections
 opened to node 3). The machine is shared and its speed drifts: read the ratios.
 
-    python -m bench.cluster [--readings 60000] [--out bench-cluster.json]
+    python -m bench.cluster [--readings 150000] [--out bench-cluster.json]
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +34,7 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.stack import CpuWatch, Publisher, wait_count
+from bench.stack import TIMEOUT_S, CpuWatch, LandedInflux, Publisher, top_of_profile
 from collector import mqttwire as wire
 from collector.cluster.consumer import Consumer
 from simulators import servers
@@ -77,7 +79,7 @@ def queue(port: int, lamps: list[dict[str, str]], count: int, base_ms: int) -> N
 
 
 def setup(env: dict[str, str]) -> None:
-    import subprocess
+
     done = subprocess.run([sys.executable, "-m", "collector", "cluster", "setup"], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode:
@@ -142,10 +144,24 @@ def influx_ingest(url: str, database: str, count: int, base_ms: int) -> float:
     return asyncio.run(post())
 
 
+def _collector_pid(process: subprocess.Popen[bytes], profiled: bool) -> int:
+    """The collector's PID: py-spy's child when profiled."""
+    if not profiled:
+        return int(process.pid)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    started = time.monotonic()
+    while not children.read_text().split():
+        if time.monotonic() - started > 10:
+            raise SystemExit("py-spy did not start the collector")
+        time.sleep(0.01)
+    return int(children.read_text().split()[0])
+
+
 def collectors_drain(work: Path, cluster: Cluster, influx: servers.Server,
-                     registry: dict[str, Any], count: int, instances: list[str]
-                     ) -> dict[str, Any]:
-    import subprocess
+                     registry: dict[str, Any], count: int, instances: list[str],
+                     profile: Path | None = None) -> dict[str, Any]:
+    """``profile``: the first collector runs under py-spy, its raw profile to this file."""
+
     prefix = "b" + uuid.uuid4().hex[:8]
     influx_url = f"http://127.0.0.1:{influx.port}"
     env = {**os.environ, "SCT_SOURCE__KIND": "amqp",
@@ -157,26 +173,46 @@ def collectors_drain(work: Path, cluster: Cluster, influx: servers.Server,
     lamps = [d for d in registry["devices"] if d["kind"] == "streetlight"]
     base = int(time.time() * 1000) - 86_400_000
     queue(cluster.nodes[1].mqtt_port, lamps, count, base)
-    processes = {}
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     for name in instances:
         log = (work / f"{prefix}-{name}.log").open("wb")
+        argv = [sys.executable, "-m", "collector", "collect"]
+        if profile is not None and not processes:
+            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+                    "--rate", "200", "--nonblocking", "-o", str(profile), "--", *argv]
         processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "collector", "collect"], stdout=log,
+            argv, stdout=log,
             stderr=subprocess.STDOUT, env={**env, "SCT_METRICS__INSTANCE": name,
                                            "SCT_STORAGE__DIR": str(work / f"{prefix}-{name}")})
-    pids = {name: p.pid for name, p in processes.items()}
+    pids = {name: _collector_pid(p, profile is not None and i == 0)
+            for i, (name, p) in enumerate(processes.items())}
     pids.update({f"rabbit{i + 1}": beam_pid(cluster, i) for i in range(3)})
     pids["influxd"] = influx.process.pid
+    # The clock starts once a collector is connected (its imports and registry are start-up,
+    # not drain), and the count asks InfluxDB little while it ingests (LandedInflux).
+    logs = [work / f"{prefix}-{name}.log" for name in instances]
+    launched = time.monotonic()
+    while not any("connected to RabbitMQ" in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() - launched > 60:
+            raise SystemExit(f"no collector connected: see {logs}")
+        time.sleep(0.01)
     watch = CpuWatch(pids)
     started = time.monotonic()
-    done, landed = wait_count(influx_url, prefix, f"SELECT count(power_w) FROM streetlight "
-                              f"WHERE time >= {base}ms", count)
+    landed_now = LandedInflux(influx_url, prefix, base, count)
+    landed = landed_now()
+    while landed < count and time.monotonic() - started < TIMEOUT_S:
+        time.sleep(0.02)
+        landed = landed_now()
+    done = time.monotonic()
     cpu = watch.stop()
+    if landed < count:
+        landed = landed_now.total()
     seconds = done - started
-    for process in processes.values():
-        process.terminate()
+    for name, process in processes.items():
+        os.kill(pids[name], signal.SIGTERM)     # the collector, not py-spy around it
         process.wait(60)
     return {"collectors": len(instances), "readings": count, "landed": landed,
+            "start_s": round(started - launched, 2),
             "seconds": round(seconds, 2), "readings_s": round(count / seconds),
             "cpu": cpu, "prefix": prefix}
 
@@ -204,8 +240,11 @@ def memory(cluster: Cluster) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--readings", type=int, default=60_000)
+    parser.add_argument("--readings", type=int, default=150_000)
     parser.add_argument("--out", type=Path, default=Path("bench-cluster.json"))
+    parser.add_argument("--profile", type=Path, help="run the one-collector drain's collector "
+                        "under py-spy, its raw profile to this file, and print its top entries "
+                        "(its CPU figure then includes py-spy's)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sct-bench-cluster-") as tmp:
         work = Path(tmp)
@@ -217,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         influx = servers.start_influxd(work / "influx")
         try:
             mem = memory(cluster)
-            runs = [collectors_drain(work, cluster, influx, registry, args.readings, names)
+            runs = [collectors_drain(work, cluster, influx, registry, args.readings, names,
+                                     args.profile if len(names) == 1 else None)
                     for names in (["sct-a"], ["sct-a", "sct-b"])]
             # The broker's own drain, on a backlog queued the same way.
             env = {**os.environ, "SCT_AMQP__URLS": json.dumps(
@@ -244,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['readings_s'] / ingest:>11.2f}  {cpu}")
     print(f"memory: nodes idle {mem['node_idle_mb']} MB; "
           f"{mem['per_connection_kb']} KB per idle MQTT connection ({CONNECTIONS} opened)")
+    if args.profile:
+        print("profile of the one-collector drain, own samples:")
+        for name, share in top_of_profile(args.profile, 20):
+            print(f"  {share:5.1f} %  {name}")
     args.out.write_text(json.dumps(result, indent=2))
     return 0
 

@@ -40,9 +40,9 @@ from bench.stack import (
     TIMEOUT_S,
     Collector,
     CpuWatch,
+    LandedInflux,
     Publisher,
     collector_env,
-    count_now,
     forget_session,
     running_servers,
     top_of_profile,
@@ -89,31 +89,6 @@ def ceiling(port: int, broker_pid: int, load: Any) -> dict[str, float]:
     return {"msg_s": messages / seconds, "seconds": seconds,
             "cpu": {"mosquitto_sub": round((usage.ru_utime + usage.ru_stime) / seconds, 3),
                     **watch.stop()}}
-
-
-class LandedInflux:
-    """How many of a drain's ``count`` readings (stamped ``first``, ``first`` + 1 ms, ...)
-    InfluxDB holds, asked cheaply while it ingests them: a count over the whole drain,
-    asked every 20 ms, would cost InfluxDB CPU the ceiling it is read against never spends
-    (the count scans every point landed so far). So the last ``TAIL`` readings are counted
-    until all of them are there, and only then the whole drain, until it is complete.
-    Until the tail is complete the answer is a lower bound (``total`` gives the count)."""
-
-    TAIL = 1_000
-
-    def __init__(self, url: str, database: str, first: int, count: int) -> None:
-        self._url, self._database = url, database
-        self._tail = min(self.TAIL, count)
-        self._all = f"SELECT count(power_w) FROM {KIND} WHERE time >= {first}ms"
-        self._last = f"SELECT count(power_w) FROM {KIND} WHERE time >= " \
-                     f"{first + count - self._tail}ms"
-
-    def __call__(self) -> int:
-        tail = count_now(self._url, self._database, self._last)
-        return self.total() if tail >= self._tail else tail
-
-    def total(self) -> int:
-        return count_now(self._url, self._database, self._all)
 
 
 def collector_drain(port: int, collector: Collector, count: int, landed: Callable[[], int],

@@ -225,6 +225,32 @@ def count_now(influx_url: str, database: str, query: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
+class LandedInflux:
+    """How many of a drain's ``count`` readings (stamped ``first``, ``first`` + 1 ms, ...)
+    InfluxDB holds, asked cheaply while it ingests them: a count over the whole drain,
+    asked every 20 ms, would cost InfluxDB CPU the ceiling it is read against never spends
+    (the count scans every point landed so far). So the last ``TAIL`` readings are counted
+    until all of them are there, and only then the whole drain, until it is complete.
+    Until the tail is complete the answer is a lower bound (``total`` gives the count)."""
+
+    TAIL = 1_000
+
+    def __init__(self, url: str, database: str, first: int, count: int,
+                 measurement: str = "streetlight") -> None:
+        self._url, self._database = url, database
+        self._tail = min(self.TAIL, count)
+        self._all = f"SELECT count(power_w) FROM {measurement} WHERE time >= {first}ms"
+        self._last = f"SELECT count(power_w) FROM {measurement} WHERE time >= " \
+                     f"{first + count - self._tail}ms"
+
+    def __call__(self) -> int:
+        tail = count_now(self._url, self._database, self._last)
+        return self.total() if tail >= self._tail else tail
+
+    def total(self) -> int:
+        return count_now(self._url, self._database, self._all)
+
+
 def wait_count(influx_url: str, database: str, query: str, count: int) -> tuple[float, int]:
     """Poll a ``count`` query until it reaches ``count``: (monotonic time, last count)."""
     deadline = time.monotonic() + TIMEOUT_S
