@@ -80,8 +80,9 @@ class Collector:
         #: Cluster mode: refusals go to the replicated dead-letter stream.
         self._keeper: Callable[[bytes, dict[str, Any]], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Future[None]] = set()
-        #: Cluster mode: what must be replicated before a message's lines are written.
-        self._before_write: Callable[[Claim], Awaitable[None]] | None = None
+        #: Cluster mode: what must be replicated before a batch's lines are written.
+        self._before_write: Callable[[Sequence[tuple[Inbound, Claim]]], Awaitable[None]] | \
+            None = None
         self._more_metrics: Callable[[], dict[str, int]] = dict
         #: Cluster mode: the last thing done before the source closes (the detector state).
         self._on_stop: Callable[[], Awaitable[object]] | None = None
@@ -172,10 +173,10 @@ class Collector:
             self._on_stop = keeper.save
             self._keeper = source.keep
 
-            async def before_write(ticket: Claim) -> None:
+            async def before_write(batch: Sequence[tuple[Inbound, Claim]]) -> None:
                 records, given = stamps.take_pending()
                 if records:
-                    await source.record_stamps(ticket, records, given)
+                    await source.record_stamps(batch, records, given)
 
             self._before_write = before_write
             self._more_metrics = lambda: {"stamps_reused": stamps.reused,
@@ -239,18 +240,13 @@ class Collector:
         A message's ticket is held by each batch its lines are in until that batch is
         durable, and by the handler until its refusals are kept.
         """
-        if self._before_write is not None and len(batch) > 1:
-            # Cluster mode: what must be replicated before a message's lines are written is
-            # taken per message, so its messages go through one at a time.
-            for item in batch:
-                await self.handle_many(pipeline, batcher, [item])
-            return
         done = pipeline.process_many([msg for msg, _ in batch])
+        if self._before_write is not None:
+            # Cluster mode: the batch's stamps replicated before any of its lines is written.
+            await self._before_write(batch)
         for (_, ticket), out in zip(batch, done, strict=True):
             for reject in out.rejects:
                 await self._keep(reject)
-            if self._before_write is not None:
-                await self._before_write(ticket)
             for alert in out.alerts:
                 self._publish(alert)
             if out.lines:

@@ -58,9 +58,12 @@ def own_share(instance: str, peers: list[str], partitions: int) -> set[int]:
     return {n for n in range(partitions) if n % 2 == parity}
 
 
-#: Takes messages with their tickets: here one at a time (a message's replicated stamps
-#: are taken and confirmed per message before its lines are written, ``app.handle_many``).
+#: Takes messages with their tickets, a batch at a time (the batch's replicated stamps are
+#: confirmed before any of its lines is written, ``app.handle_many``).
 Handler = Callable[[Sequence[tuple[Inbound, AmqpTicket]]], Awaitable[None]]
+#: At most this many deliveries a batch: the pipeline's per-call costs shared out, and the
+#: event loop back (acknowledgements, the socket) every few milliseconds.
+TAKE_MAX = 512
 #: A delivery as the consumer hands it over: its routing key, body and redelivered flag.
 Message = tuple[str, bytes, bool]
 #: (partition, message, ticket)
@@ -180,15 +183,19 @@ class AmqpSource:
         except FAILURES as exc:
             log.debug("record to %s not published (%s)", queue, exc)
 
-    async def record_stamps(self, ticket: Claim, records: list[tuple[int, bytes]],
-                            given: list[str]) -> None:
-        """Before a message's stamped readings are written: their stamps replicated, in
-        their partitions' stamp streams."""
+    async def record_stamps(self, batch: Sequence[tuple[Inbound, Claim]],
+                            records: list[tuple[int, bytes]], given: dict[int, list[str]]
+                            ) -> None:
+        """Before a batch's stamped readings are written: their stamps replicated in their
+        partitions' stamp streams (one append a partition), and each message's ticket given
+        the ids of its own stamps (named in an ``acked`` record once it is acknowledged)."""
         for n in sorted({n for n, _ in records}):
             await self.append("", [body for m, body in records if m == n],
                               routing_key=self._names.stamps(n))
-        if isinstance(ticket, AmqpTicket):
-            ticket.stamps = given
+        for msg, ticket in batch:
+            ids = given.get(id(msg))
+            if ids and isinstance(ticket, AmqpTicket):
+                ticket.stamps = ids
 
     async def read(self, stream: str, since: datetime) -> list[bytes]:
         """The records of ``stream`` (a partition's stamps or detector state) since
@@ -308,33 +315,39 @@ class AmqpSource:
         self._arrived.set()
 
     async def _take(self, handle: Handler) -> None:
-        """Hand each delivery to ``handle`` in order. A partition newly held is warmed up
+        """Hand the deliveries to ``handle`` in order, in batches: a run of deliveries of
+        partitions already active, up to ``TAKE_MAX``. A partition newly held is warmed up
         (``on_active``) in a task of its own while its deliveries wait, in order, and the
         other partitions go on."""
         inbox = self._inbox
         while self._taking:
             if self._ready:
-                for _, message, ticket in self._warming.pop(self._ready.popleft(), ()):
-                    await self._handle(handle, message, ticket)
+                waited = self._warming.pop(self._ready.popleft(), deque())
+                while waited:
+                    await self._handle(handle, [waited.popleft() for _ in
+                                                range(min(TAKE_MAX, len(waited)))])
                 continue
             if not inbox:
                 await self._wait_or_stall()
                 continue
-            delivery = inbox.popleft()
-            n = delivery[0]
-            if n in self._warming:
-                self._warming[n].append(delivery)
-            elif n not in self.active:
-                self._warming[n] = deque([delivery])
-                self._activate(n)
-            else:
-                await self._handle(handle, delivery[1], delivery[2])
+            batch: list[Delivery] = []
+            while inbox and len(batch) < TAKE_MAX:
+                n = inbox[0][0]
+                if n in self._warming:
+                    self._warming[n].append(inbox.popleft())
+                elif n not in self.active:
+                    self._warming[n] = deque([inbox.popleft()])
+                    self._activate(n)
+                else:
+                    batch.append(inbox.popleft())
+            if batch:
+                await self._handle(handle, batch)
         await self._closed.wait()
 
-    async def _handle(self, handle: Handler, message: Message, ticket: AmqpTicket) -> None:
-        key, body, redelivered = message
-        await handle([(Inbound(key.replace(".", "/"), body, int(time.time() * 1000),
-                               redelivered), ticket)])
+    async def _handle(self, handle: Handler, batch: list[Delivery]) -> None:
+        now_ms = int(time.time() * 1000)
+        await handle([(Inbound(key.replace(".", "/"), body, now_ms, redelivered), ticket)
+                      for _, (key, body, redelivered), ticket in batch])
 
     def _activate(self, n: int) -> None:
         self.active.add(n)

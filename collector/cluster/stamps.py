@@ -57,8 +57,10 @@ class ReplicatedStamps:
         #: Records to append (and have confirmed) before this message's readings are written,
         #: with the partition whose stamp stream takes each.
         self.pending: list[tuple[int, bytes]] = []
-        #: Ids of the stamps given to the message being processed, for its ``acked`` record.
-        self.given: list[str] = []
+        #: Ids of the stamps given to each message of the batch being processed (by the
+        #: message's ``id()``: one batch's messages are alive until it is written), for the
+        #: ``acked`` record once the message is acknowledged.
+        self.given: dict[int, list[str]] = {}
         #: Stamps given back to redeliveries since start.
         self.reused = 0
 
@@ -77,13 +79,14 @@ class ReplicatedStamps:
         stamp_id = f"{self._epoch}/{self._seq}"
         self.pending.append((self._partition_of(device), orjson.dumps(
             {"id": stamp_id, "d": device, "k": key, "ts": ts_ms})))
-        self.given.append(stamp_id)
+        self.given.setdefault(id(msg), []).append(stamp_id)
         return Stamp(ts_ms, moved)
 
-    def take_pending(self) -> tuple[list[tuple[int, bytes]], list[str]]:
-        """The records to append and the stamp ids of the message just processed."""
+    def take_pending(self) -> tuple[list[tuple[int, bytes]], dict[int, list[str]]]:
+        """The records to append and the stamp ids given to each message (by its ``id()``)
+        since the last call: a batch's."""
         pending, given = self.pending, self.given
-        self.pending, self.given = [], []
+        self.pending, self.given = [], {}
         return pending, given
 
     def load(self, records: list[bytes], devices: set[str]) -> int:

@@ -37,8 +37,10 @@ def _msg(payload: bytes, redelivered: bool, at: int) -> Inbound:
 def test_a_redelivery_gets_the_stamp_the_dead_collector_gave_it_unless_acknowledged() -> None:
     dead = ReplicatedStamps("sct-a", lambda d: 0)
     heartbeat = b'{"fill_pct": 10}'
-    first = dead.stamp(_msg(heartbeat, False, 1000), "bin-1")
-    records_1, ids_1 = dead.take_pending()
+    message = _msg(heartbeat, False, 1000)
+    first = dead.stamp(message, "bin-1")
+    records_1, given_1 = dead.take_pending()
+    ids_1 = given_1[id(message)]
     second = dead.stamp(_msg(heartbeat, False, 1000), "bin-1")   # same bytes, same ms
     records_2, _ = dead.take_pending()
     assert (first.ts_ms, second.ts_ms) == (1000, 1001) and second.moved
