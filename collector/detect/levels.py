@@ -24,6 +24,13 @@ model (the idea of NAB's contextual detectors, e.g. CAD OSE, kept to its first o
   scale, where its usual swings are small jumps and only one beyond what it has done
   alarms. The grid never narrows.
 
+- a second view judges the mean of each ``BLOCK`` readings the same way, on a grid of its
+  own (learnt from the warm-up's block means): a change of pattern that no single step
+  shows (a daily swing that flattens, a level that creeps by a step a reading and then
+  holds, noise that shifts its centre) is a new jump between block means. Either view
+  alarms, and they share the rest after an alarm. On NAB it found 11 more windows (82 →
+  93, false alarms 212 → 290: 55.8 → 60.7; README, How good).
+
 There is no tail to place here, so the false-alarm budget does not set this detector's
 threshold: its false alarms are bounded by its pairs (each new pair alarms once) and
 by ``REST``. On the simulated normal fleet (rain tanks included) it raised none; README.
@@ -36,7 +43,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,36 +58,117 @@ JUMP = 2
 REST = 100
 #: Readings are taken as at most this large either way.
 BOUND = 1e300
+#: The second view's readings a block: few, so a change shows within a few readings;
+#: enough that one reading's spike is a quarter of a block's mean.
+BLOCK = 4
 
 
-class LevelsState(BaseModel):
-    """A device's levels detector as a collector taking the device over receives it."""
+class GridState(BaseModel):
+    """One view's grid: its bottom, a level's width, the pairs it knows, its last level."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    warmup: int = Field(ge=2)
     # Readings are within ±BOUND, so a grid of its own stays within a hundred times it.
     low: float = Field(ge=-100 * BOUND, le=100 * BOUND)
     width: float = Field(gt=0, le=100 * BOUND)
     pairs: list[tuple[int, int]] = Field(max_length=LEVELS ** 2)
     last: int = Field(ge=0, lt=LEVELS)
+
+
+class LevelsState(GridState):
+    """A device's levels detector as a collector taking the device over receives it: the
+    readings' grid, the block means' grid (``coarse``; absent in a state written before
+    it: then it starts as a copy of the readings' grid) and the block being filled."""
+
+    warmup: int = Field(ge=2)
     quiet: int = Field(ge=0, le=REST)
+    coarse: GridState | None = None
+    block: list[Annotated[float, Field(ge=-BOUND, le=BOUND)]] = Field(
+        default_factory=list, max_length=BLOCK - 1)
+
+
+class Grid:
+    """One view: the levels of a grid and the pairs of them seen one after the other."""
+
+    __slots__ = ("last", "low", "pairs", "width")
+
+    def __init__(self, readings: list[float]) -> None:
+        low, high = min(readings), max(readings)
+        spread = (high - low) or abs(high) or 1.0     # a flat warm-up: a grid of its size
+        self.low = low - MARGIN * spread
+        self.width = spread * (1 + 2 * MARGIN) / LEVELS
+        levels = [self._level(v) for v in readings]
+        self.pairs: set[tuple[int, int]] = set(itertools.pairwise(levels))
+        self.last = levels[-1]
+
+    def judge(self, value: float) -> float:
+        """The jump in levels over ``JUMP`` when the pair (last level, this one) is new,
+        else 0; the value is then learnt."""
+        level = math.floor((value - self.low) / self.width)
+        jump = abs(level - self.last)
+        if 0 <= level < LEVELS:
+            pair = (self.last, level)
+            new = pair not in self.pairs
+            if new:
+                self.pairs.add(pair)
+        else:                                    # off the grid: a pair it cannot know
+            new = True
+            self._widen(value)                   # (which moves last to the new grid)
+            level = self._level(value)
+            self.pairs.add((self.last, level))
+        self.last = level
+        return jump / JUMP if new else 0.0
+
+    def _level(self, value: float) -> int:
+        """The level of a value on the grid, the end levels taking what lies past them."""
+        return min(max(math.floor((value - self.low) / self.width), 0), LEVELS - 1)
+
+    def _widen(self, value: float) -> None:
+        """Widen the grid to take ``value`` in, at least doubling it on that side; the pairs
+        and the last level move to the new grid by their levels' middles."""
+        low, width = self.low, self.width
+        extent = width * LEVELS
+        top = low + extent
+        inside = LEVELS / (LEVELS - 1)          # the value in the new end level, not at its edge
+        if value >= top:
+            self.width = max((value - low) * inside, 2 * extent) / LEVELS
+        else:
+            self.low = top - max((top - value) * inside, 2 * extent)
+            self.width = (top - self.low) / LEVELS
+        moved = {k: self._level(low + (k + 0.5) * width) for k in range(LEVELS)}
+        self.pairs = {(moved[a], moved[b]) for a, b in self.pairs}
+        self.last = moved[self.last]
+
+    def state(self) -> GridState:
+        return GridState(low=self.low, width=self.width, pairs=sorted(self.pairs),
+                         last=self.last)
+
+    @classmethod
+    def from_state(cls, s: GridState) -> Grid:
+        if any(not 0 <= v < LEVELS for pair in s.pairs for v in pair):
+            raise ValueError("a pair of levels off the grid")
+        grid = cls.__new__(cls)
+        grid.low, grid.width, grid.last, grid.pairs = s.low, s.width, s.last, set(s.pairs)
+        return grid
 
 
 class Levels:
-    """One field's detector: new jumps between the levels of a grid its warm-up set."""
+    """One field's detector: new jumps between the levels of a grid its warm-up set, of the
+    readings and of their block means."""
 
-    __slots__ = ("_buffer", "_last", "_low", "_pairs", "_quiet", "_width", "warmup")
+    __slots__ = ("_block", "_buffer", "_coarse", "_grid", "_quiet", "said", "warmup")
     dims = 1
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
         self._buffer: list[float] | None = []     # the warm-up's readings, None after it
-        self._low = 0.0
-        self._width = 1.0
-        self._pairs: set[tuple[int, int]] = set()
-        self._last = 0
+        self._grid: Grid | None = None
+        self._coarse: Grid | None = None
+        self._block: list[float] = []
         self._quiet = 0
+        #: What the last alarm was about: None (a reading's jump), or the block means it
+        #: jumped between (before, now), for the alert's message.
+        self.said: tuple[float, float] | None = None
 
     def update(self, x: np.ndarray | float, hour: int = 0) -> float:
         """Score one reading (``x``: its one field, or an array of it; ``hour`` unused,
@@ -94,67 +182,45 @@ class Levels:
         if self._buffer is not None:
             self._buffer.append(value)
             if len(self._buffer) >= self.warmup:
-                self._learn_grid(self._buffer)
+                self._learn(self._buffer)
             return 0.0
-        level = math.floor((value - self._low) / self._width)
-        jump = abs(level - self._last)
-        if 0 <= level < LEVELS:
-            pair = (self._last, level)
-            new = pair not in self._pairs
-            if new:
-                self._pairs.add(pair)
-        else:                                    # off the grid: a pair it cannot know
-            new = True
-            self._widen(value)                   # (which moves _last to the new grid)
-            level = self._level(value)
-            self._pairs.add((self._last, level))
-        self._last = level
-        score = jump / JUMP if new else 0.0
+        assert self._grid is not None and self._coarse is not None
+        score = self._grid.judge(value)
+        said = None
+        block = self._block
+        block.append(value)
+        if len(block) == BLOCK:
+            before = self._coarse
+            previous = before.low + (before.last + 0.5) * before.width
+            mean = sum(block) / BLOCK
+            block.clear()
+            coarse = before.judge(mean)
+            if coarse > score:
+                score, said = coarse, (previous, mean)
         if self._quiet > 0:
             self._quiet -= 1
             return min(score, 0.999)             # seen, but the incident is already raised
         if score >= 1.0:
             self._quiet = REST
+            self.said = said
         return score
 
-    def _level(self, value: float) -> int:
-        """The level of a value on the grid, the end levels taking what lies past them."""
-        return min(max(math.floor((value - self._low) / self._width), 0), LEVELS - 1)
-
-    def _learn_grid(self, readings: list[float]) -> None:
-        low, high = min(readings), max(readings)
-        spread = (high - low) or abs(high) or 1.0     # a flat warm-up: a grid of its size
-        self._low = low - MARGIN * spread
-        self._width = spread * (1 + 2 * MARGIN) / LEVELS
-        levels = [self._level(v) for v in readings]
-        self._pairs = set(itertools.pairwise(levels))
-        self._last = levels[-1]
+    def _learn(self, readings: list[float]) -> None:
+        self._grid = Grid(readings)
+        whole = len(readings) - len(readings) % BLOCK
+        means = [sum(readings[i:i + BLOCK]) / BLOCK for i in range(0, whole, BLOCK)]
+        self._coarse = Grid(means or [sum(readings) / len(readings)])
+        self._block = readings[whole:]
         self._buffer = None
-
-    def _widen(self, value: float) -> None:
-        """Widen the grid to take ``value`` in, at least doubling it on that side; the pairs
-        and the last level move to the new grid by their levels' middles."""
-        low, width = self._low, self._width
-        extent = width * LEVELS
-        top = low + extent
-        inside = LEVELS / (LEVELS - 1)          # the value in the new end level, not at its edge
-        if value >= top:
-            self._width = max((value - low) * inside, 2 * extent) / LEVELS
-        else:
-            self._low = top - max((top - value) * inside, 2 * extent)
-            self._width = (top - self._low) / LEVELS
-        moved = {k: self._level(low + (k + 0.5) * width) for k in range(LEVELS)}
-        self._pairs = {(moved[a], moved[b]) for a, b in self._pairs}
-        self._last = moved[self._last]
 
     def state(self) -> dict[str, Any] | None:
         """Plain data another collector resumes from (:class:`LevelsState`), or None while
         in the warm-up."""
-        if self._buffer is not None:
+        if self._grid is None or self._coarse is None:
             return None
-        return LevelsState(warmup=self.warmup, low=self._low, width=self._width,
-                           pairs=sorted(self._pairs), last=self._last,
-                           quiet=self._quiet).model_dump()
+        return LevelsState(warmup=self.warmup, **self._grid.state().model_dump(),
+                           quiet=self._quiet, coarse=self._coarse.state(),
+                           block=list(self._block)).model_dump()
 
     @classmethod
     def from_state(cls, saved: object) -> Levels:
@@ -164,10 +230,9 @@ class Levels:
             ValueError: not a state this version wrote.
         """
         s = LevelsState.model_validate(saved)   # a pydantic ValidationError is a ValueError
-        if any(not 0 <= v < LEVELS for pair in s.pairs for v in pair):
-            raise ValueError("a pair of levels off the grid")
         det = cls(s.warmup)
         det._buffer = None
-        det._low, det._width, det._last, det._quiet = s.low, s.width, s.last, s.quiet
-        det._pairs = set(s.pairs)
+        det._grid = Grid.from_state(s)
+        det._coarse = Grid.from_state(s.coarse or s)
+        det._quiet, det._block = s.quiet, list(s.block)
         return det

@@ -66,6 +66,10 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "anomaly_jump": ("{name} 从 {previous:g} 突变到 {value:g}：该设备从未有过的跳变",
                      "{name} jumped from {previous:g} to {value:g}, a jump this device "
                      "has never made"),
+    "anomaly_shift": ("{name} 最近 {n} 个读数的均值从约 {previous:g} 变到 {value:g}：该设备"
+                      "从未有过的变化",
+                      "the mean of {name}'s last {n} readings moved from about {previous:g} "
+                      "to {value:g}, a change this device has never made"),
     "device_offline": ("设备报告离线（或其遗嘱消息）",
                        "device says it is offline (or its last will)"),
     "device_silent": ("{minutes:.0f} 分钟没有读数（通常每 {usual:.1f} 分钟一次）",

@@ -31,7 +31,7 @@ from collector.detect import messages
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
 from collector.detect.catalog import for_device
 from collector.detect.daily import Daily
-from collector.detect.levels import Levels
+from collector.detect.levels import BLOCK, Levels
 from collector.detect.multivariate import T2
 from collector.detect.rules import RULES, Seen, checked_attrs, checked_state
 from collector.detect.stats import Surprise
@@ -270,7 +270,12 @@ class DetectStage:
         active = score >= 1.0
         if not active and not seen.open("anomaly"):
             return [Verdict("anomaly", False, "info")]
-        if isinstance(detector, Levels):
+        if isinstance(detector, Levels) and active and detector.said is not None:
+            message = seen.say("anomaly_shift", name=names[0], n=BLOCK,
+                               # the earlier mean is a level's middle: three figures
+                               previous=float(f"{detector.said[0]:.3g}"),
+                               value=float(f"{detector.said[1]:.4g}"))
+        elif isinstance(detector, Levels):
             message = seen.say("anomaly_jump", name=names[0], previous=before, value=last[0])
         else:
             message = seen.say("anomaly", drivers=", ".join(

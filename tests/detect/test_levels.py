@@ -17,7 +17,7 @@ from collector.decode import Decoded
 from collector.detect.alerts import AlertBook
 from collector.detect.catalog import for_device
 from collector.detect.daily import Daily
-from collector.detect.levels import JUMP, LEVELS, REST, Levels
+from collector.detect.levels import BLOCK, JUMP, LEVELS, REST, Levels
 from collector.detect.replay import replay_csv
 from collector.detect.stage import DetectStage, _read_parts
 from collector.settings import DetectSettings
@@ -201,3 +201,61 @@ def test_an_infinite_cell_is_no_reading_for_the_pair_either() -> None:
                    out, "t", ["a", "b"], "t2", warmup=300)
     scores = [float(line.split(",")[1]) for line in out.getvalue().split()[1:]]
     assert len(scores) == 403 and all(math.isfinite(v) for v in scores)
+
+
+NOISE = [0.0, 0.3, -0.2, 0.1, -0.3, 0.2, 0.0]
+
+
+def _square(warmup: int = 400) -> Levels:
+    """A warm-up flipping between 40 and 50 each reading (a little noise): every block of
+    BLOCK readings has a mean near 45."""
+    det = Levels(warmup)
+    for i in range(warmup):
+        assert det.update(40 + 10 * (i % 2) + NOISE[i % 7]) == 0.0
+    return det
+
+
+def test_a_change_of_pattern_no_single_step_shows_is_found_by_the_block_means() -> None:
+    # The flipping stops high: each reading's pair (high, high) is a jump of nothing, but
+    # the block's mean moves from 45 to 50, a jump the means never made.
+    det = _square()
+    scores = [det.update(50.0 + NOISE[i % 7]) for i in range(3 * BLOCK)]
+    assert max(scores[:BLOCK - 1]) == 0.0           # no block complete yet: nothing
+    assert scores[BLOCK - 1] >= 1.0                 # the first block's mean alarms
+    assert det.said is not None
+    assert det.said[0] == pytest.approx(45.0, abs=0.2) and det.said[1] == pytest.approx(50.05)
+    # The flipping itself goes on being known: no alarm from either view.
+    again = _square()
+    assert max(again.update(40 + 10 * (i % 2) + NOISE[i % 7]) for i in range(600)) < 1.0
+    # A reading's own jump is told as such (said None).
+    jump = _warm()
+    assert jump.update(30.0) >= 1.0 and jump.said is None
+
+
+def test_a_state_from_before_the_block_view_resumes_with_it_and_bad_blocks_are_refused(
+        ) -> None:
+    det = _square()
+    det.update(41.0)                                   # a block part-filled
+    good = orjson.loads(orjson.dumps(det.state()))
+    assert len(good["block"]) == 1 and good["coarse"] is not None
+    old = {k: v for k, v in good.items() if k not in ("coarse", "block")}
+    resumed = Levels.from_state(old)                   # its coarse grid: the readings' one
+    coarse = resumed.state()
+    assert coarse is not None
+    assert [list(p) for p in coarse["coarse"]["pairs"]] == good["pairs"]
+    for bad in ({**good, "block": [1e306]}, {**good, "block": [1.0] * BLOCK},
+                {**good, "coarse": {**good["coarse"], "pairs": [[0, LEVELS]]}},
+                {**good, "coarse": {**good["coarse"], "width": 0.0}}):
+        with pytest.raises(ValueError):
+            Levels.from_state(bad)
+
+
+def test_the_stage_tells_a_block_means_change_as_such() -> None:
+    stage = _tank_stage()
+    for i in range(1440):                              # a day's warm-up, flipping
+        assert _tank(stage, i, 40 + 10 * (i % 2) + NOISE[i % 7]) == []
+    said: list[str] = []
+    got = [_tank(stage, 1440 + i, 50.0, said) for i in range(BLOCK)]
+    assert got[-1] == ["anomaly:raised"] and got[:-1] == [[]] * (BLOCK - 1)
+    assert said == [f"the mean of level_pct's last {BLOCK} readings moved from about 45 to 50, "
+                    "a change this device has never made"]
