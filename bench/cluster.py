@@ -34,7 +34,15 @@ from typing import Any
 import httpx
 import orjson
 
-from bench.stack import TIMEOUT_S, CpuWatch, LandedInflux, Publisher, top_of_profile
+from bench.stack import (
+    TIMEOUT_S,
+    CpuWatch,
+    LandedInflux,
+    Publisher,
+    first_child,
+    top_of_profile,
+    under_py_spy,
+)
 from collector import mqttwire as wire
 from collector.cluster.consumer import Consumer
 from simulators import servers
@@ -47,9 +55,7 @@ CONNECTIONS = 2_000
 
 def beam_pid(cluster: Cluster, index: int) -> int:
     """The Erlang VM of a node (the server process is a shell script, its parent)."""
-    pid = cluster.nodes[index].server.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return int(children[0])
+    return first_child(cluster.nodes[index].server.process.pid)
 
 
 def rss_mb(pid: int) -> float:
@@ -79,7 +85,6 @@ def queue(port: int, lamps: list[dict[str, str]], count: int, base_ms: int) -> N
 
 
 def setup(env: dict[str, str]) -> None:
-
     done = subprocess.run([sys.executable, "-m", "collector", "cluster", "setup"], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     if done.returncode:
@@ -144,24 +149,10 @@ def influx_ingest(url: str, database: str, count: int, base_ms: int) -> float:
     return asyncio.run(post())
 
 
-def _collector_pid(process: subprocess.Popen[bytes], profiled: bool) -> int:
-    """The collector's PID: py-spy's child when profiled."""
-    if not profiled:
-        return int(process.pid)
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-    started = time.monotonic()
-    while not children.read_text().split():
-        if time.monotonic() - started > 10:
-            raise SystemExit("py-spy did not start the collector")
-        time.sleep(0.01)
-    return int(children.read_text().split()[0])
-
-
 def collectors_drain(work: Path, cluster: Cluster, influx: servers.Server,
                      registry: dict[str, Any], count: int, instances: list[str],
                      profile: Path | None = None) -> dict[str, Any]:
     """``profile``: the first collector runs under py-spy, its raw profile to this file."""
-
     prefix = "b" + uuid.uuid4().hex[:8]
     influx_url = f"http://127.0.0.1:{influx.port}"
     env = {**os.environ, "SCT_SOURCE__KIND": "amqp",
@@ -178,13 +169,12 @@ def collectors_drain(work: Path, cluster: Cluster, influx: servers.Server,
         log = (work / f"{prefix}-{name}.log").open("wb")
         argv = [sys.executable, "-m", "collector", "collect"]
         if profile is not None and not processes:
-            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
-                    "--rate", "200", "--nonblocking", "-o", str(profile), "--", *argv]
+            argv = under_py_spy(argv, profile)
         processes[name] = subprocess.Popen(
             argv, stdout=log,
             stderr=subprocess.STDOUT, env={**env, "SCT_METRICS__INSTANCE": name,
                                            "SCT_STORAGE__DIR": str(work / f"{prefix}-{name}")})
-    pids = {name: _collector_pid(p, profile is not None and i == 0)
+    pids = {name: first_child(p.pid) if profile is not None and i == 0 else p.pid
             for i, (name, p) in enumerate(processes.items())}
     pids.update({f"rabbit{i + 1}": beam_pid(cluster, i) for i in range(3)})
     pids["influxd"] = influx.process.pid

@@ -119,6 +119,24 @@ runpy.run_module("collector", run_name="__main__", alter_sys=True)
 """
 
 
+def under_py_spy(argv: list[str], profile: Path) -> list[str]:
+    """``argv`` run under py-spy, its raw profile written to ``profile``."""
+    return [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+            "--rate", "200", "--nonblocking", "-o", str(profile), "--", *argv]
+
+
+def first_child(pid: int, timeout_s: float = 10.0) -> int:
+    """The first child of process ``pid`` (the program py-spy runs; a node's Erlang VM under
+    its start script), once there is one."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + timeout_s
+    while not (found := children.read_text().split()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"process {pid} started no child in {timeout_s:.0f} s")
+        time.sleep(0.01)
+    return int(found[0])
+
+
 @dataclass
 class Collector:
     """``sct collect`` as a child process, optionally under py-spy."""
@@ -145,8 +163,7 @@ class Collector:
             # The editable install's import hook would win over PYTHONPATH: take it out.
             argv = [sys.executable, "-c", _ELSEWHERE, other, "collect"]
         if self.profile is not None:
-            argv = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
-                    "--rate", "200", "--nonblocking", "-o", str(self.profile), "--", *argv]
+            argv = under_py_spy(argv, self.profile)
         self.started = time.monotonic()
         with self.log.open("wb") as log:    # fresh: an earlier "subscribed to" must not count
             self.process = subprocess.Popen(argv, env=self.env, stdout=log,
@@ -163,8 +180,7 @@ class Collector:
         assert self.process is not None
         if self.profile is None:
             return self.process.pid
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return int(children.read_text().split()[0])
+        return first_child(self.process.pid)
 
     def stop(self) -> Usage:
         """SIGTERM (a clean flush), and the process's usage just before."""

@@ -54,7 +54,7 @@ class ReplicatedStamps:
         self._seq = 0
         self._last: dict[str, int] = {}
         self._unacked: dict[tuple[str, str], deque[int]] = defaultdict(deque)
-        #: Records to append (and have confirmed) before this message's readings are written,
+        #: Records to append (and have confirmed) before this batch's readings are written,
         #: with the partition whose stamp stream takes each.
         self.pending: list[tuple[int, bytes]] = []
         #: Ids of the stamps given to each message of the batch being processed (by the

@@ -189,13 +189,13 @@ class Levels:
         block = self._block
         block.append(value)
         if len(block) == BLOCK:
-            before = self._coarse
-            previous = before.low + (before.last + 0.5) * before.width
+            grid = self._coarse
+            low, width, previous = grid.low, grid.width, grid.last   # before judging moves them
             mean = sum(block) / BLOCK
             block.clear()
-            coarse = before.judge(mean)
+            coarse = grid.judge(mean)
             if coarse > score:
-                score, said = coarse, (previous, mean)
+                score, said = coarse, (low + (previous + 0.5) * width, mean)
         if self._quiet > 0:
             self._quiet -= 1
             return min(score, 0.999)             # seen, but the incident is already raised
