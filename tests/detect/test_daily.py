@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from collector.detect.daily import DAILY, PLAIN, Daily, for_device
-from collector.detect.multivariate import T2, Tail, plain_for_device, tail_of
+from collector.detect.multivariate import T2, WINSOR, Tail, plain_for_device, tail_of
 
 
 def _readings(rng: np.random.Generator, n: int, start: int = 0) -> tuple[np.ndarray, list[int]]:
@@ -63,9 +63,10 @@ def test_the_scaled_tail_is_the_tail_forgotten_reading_by_reading() -> None:
             alarm, expected = True, max(score, 1.0)
         else:
             alarm, expected = False, min(score, 0.999)
+            most = WINSOR * excess / over         # the mean excess, winsorised
             seen, over, excess = keep * seen + 1, keep * over, keep * excess
             if t2 > t:
-                over, excess = over + 1, excess + t2 - t
+                over, excess = over + 1, excess + min(t2 - t, most)
         assert tail.judge(float(t2)) == pytest.approx(expected, rel=1e-9)
     state = tail.state()
     assert (state["n_seen"], state["n_over"], state["excess"]) == pytest.approx(
