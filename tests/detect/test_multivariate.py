@@ -135,8 +135,8 @@ def test_peaks_over_threshold_keeps_to_the_budget_on_normal_data() -> None:
 def test_a_fault_that_builds_up_under_the_limit_crosses_it() -> None:
     # A score growing 10 % a reading from the tail's start (a valve closing over a minute):
     # each reading is under the limit and learnt. Winsorised, the tail lets it through
-    # after 49-50 readings (40 times its start); unwinsorised it chased the fault for 92
-    # readings, to 60,000 times its start (SKAB valve1, README).
+    # after 50-51 readings (about 120 times its start); unwinsorised it chased the fault
+    # for 93 readings, to about 7,000 times its start (SKAB valve1, README).
     for seed in (1, 2, 3):
         rng = np.random.default_rng(seed)
         tail = Tail(1e-5, 1e-3, relearn=10**9)
