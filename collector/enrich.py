@@ -25,9 +25,9 @@ class Enricher:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        # A reading's measurement and tags depend only on its device: escaped once per
-        # device (about 100 bytes each; a device the registry drops keeps its entry).
-        self._series: dict[str, str] = {}
+        # A reading's measurement and tags depend only on its device: escaped and encoded
+        # once per device (about 100 bytes each; a device the registry drops keeps its entry).
+        self._series: dict[str, bytes] = {}
 
     def knows(self, device_id: str) -> bool:
         """True when the registry has this device."""
@@ -55,7 +55,7 @@ class Enricher:
         accepted: list[Decoded] = []
         lines: list[bytes] = []
         where = None
-        known: tuple[str, ReadingWriter] | None = None   # the device's series and writer
+        known: tuple[bytes, ReadingWriter] | None = None   # the device's series and writer
         for item in items:
             body = item.body
             if item.online is not None or not isinstance(body, Telemetry):
@@ -84,11 +84,11 @@ class Enricher:
             accepted.append(item)
         return accepted, lines
 
-    def _head(self, device: Device) -> str:
+    def _head(self, device: Device) -> bytes:
         head = self._series.get(device.id)
         if head is None:
             head = self._series[device.id] = series(schema.measurement(device.kind),
-                                                    _reading_tags(device))
+                                                    _reading_tags(device)).encode()
         return head
 
     def _device(self, item: Decoded) -> Device:
