@@ -4,12 +4,13 @@
 
 Readings are floats and always written with a decimal point or exponent, so a field's
 type never flips between float and integer. A finite float is written as orjson writes it
-in JSON: the shortest text that reads back as the same float (as ``repr``, but without a
-plus sign or leading zeros in an exponent, and in decimals down to 1e-5 rather than 1e-4:
-``1e+16``, ``0.00001``, ``1e-7``), which InfluxDB reads as the same float (a test writes
-them to the real InfluxDB). orjson writes a reading's floats several times faster than
-``repr`` does, one call for all of them. Line protocol has no escape for a newline in
-names or tag values, so newlines there are written as the two characters ``\\n``.
+in JSON: the shortest text that reads back as the same float, as ``repr`` writes it except
+that a negative exponent has no leading zero and decimals go down to 1e-5 (``1e+16`` as
+``repr``, ``0.00001`` for its ``1e-05``, ``1e-7`` for ``1e-07``); InfluxDB reads it as the
+same float (a test writes such floats to the real InfluxDB). orjson writes a reading's
+floats several times faster than ``repr`` does, one call for all of them. Line protocol has
+no escape for a newline in names or tag values, so newlines there are written as the two
+characters ``\\n``.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def test_escapes() -> None:
 
 def test_types_never_flip() -> None:
     assert format_value(50.0) == "50.0"
-    # orjson's shortest text, as the reading writers write it (not repr's "1e-05", "1e+16")
+    # orjson's shortest text, as the reading writers write it (repr writes "1e-05" and "1e-07")
     assert format_value(1e-05) == "0.00001" and format_value(1e-7) == "1e-7"
     assert format_value(1e16) == "1e+16" and format_value(-0.0) == "-0.0"
     assert format_value(float("inf")) == "inf", "not storable: said as it is, not as null"
