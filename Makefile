@@ -27,6 +27,7 @@ unit: install
 eval: install
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[eval]'
 	$(BIN)/python -m bench.eval_detectors
+	$(BIN)/python -m bench.eval_heldout
 	$(BIN)/python -m bench.eval_candidates
 	$(BIN)/python -m bench.eval_normal
 	$(BIN)/python -m bench.eval_faults

@@ -51,8 +51,14 @@ def _index(stamps: list[datetime], text: str) -> int:
 def skab(root: Path, folder: str, detector: str, skip: int = 400) -> Confusion:
     """SKAB's protocol: the first ``skip`` rows of each file are its training part (the
     multivariate detector's warm-up), the rest is scored."""
-    confusion = Confusion()
+    return sum(skab_files(root, folder, detector, skip), Confusion())
+
+
+def skab_files(root: Path, folder: str, detector: str, skip: int = 400) -> list[Confusion]:
+    """Each file's confusion under SKAB's protocol (:func:`skab`), in the files' order."""
+    out = []
     for path in sorted((root / "data" / folder).glob("*.csv"), key=lambda p: p.name):
+        confusion = Confusion()
         with path.open(newline="") as handle:
             rows = list(csv.DictReader(handle, delimiter=";"))
         columns = [c for c in rows[0] if c not in ("datetime", "anomaly", "changepoint")]
@@ -60,12 +66,17 @@ def skab(root: Path, folder: str, detector: str, skip: int = 400) -> Confusion:
                                             warmup=skip)]
         actual = [int(float(r.get("anomaly", 0) or 0)) for r in rows]
         confusion.add(flags[skip:], actual[skip:])
-    return confusion
+        out.append(confusion)
+    return out
 
 
-def gecco(root: Path, detector: str) -> Confusion:
+def gecco(root: Path, detector: str, part: tuple[int, int] = (0, 1)) -> Confusion:
+    """GECCO train as one device; ``part``: (k, n), only the k-th of n consecutive parts of
+    it, scored from a warm-up of its own."""
     with (root / "train.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
+    k, n = part
+    rows = rows[k * len(rows) // n:(k + 1) * len(rows) // n]
     # The quality parameters; flow (Fm, Fm_2) and temperature say nothing of contamination.
     columns = ["Cl", "pH", "Redox", "Leit", "Trueb", "Cl_2"]
     flags = [flag for _, _, flag in run(iter(rows), "Time", columns, detector)]

@@ -101,6 +101,11 @@ class Confusion:
             else:
                 self.tn += 1
 
+    def __add__(self, other: Confusion) -> Confusion:
+        """Two confusions' counts together (several files as one benchmark)."""
+        return Confusion(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn,
+                         self.tn + other.tn)
+
     @property
     def f1(self) -> float:
         return 2 * self.tp / max(1, 2 * self.tp + self.fp + self.fn)
