@@ -163,8 +163,11 @@ class Demo:
 
 
     def _goal_report(self, workdir: Path, env: dict[str, str]) -> None:
-        """The green-community indicators now, and ``sct report`` of the demo's data."""
-        out = workdir / "report"
+        """The green-community indicators now, and ``sct report`` of the demo's data: into
+        the workdir with ``--keep``; else into a folder of its own that outlives the demo
+        (the temporary workdir is removed when the demo ends, and a report path printed
+        last, then gone, is no report)."""
+        out = workdir / "report" if self.keep else Path(tempfile.mkdtemp(prefix="sct-report-"))
         for args in (["kpi"], ["report", "--out", str(out), "--range", "7d"]):
             run = subprocess.run([sys.executable, "-m", "collector", *args], env=env,
                                  capture_output=True, text=True, timeout=300)
@@ -173,7 +176,8 @@ class Demo:
                 return
             if args[0] == "kpi":
                 print(f"\ngreen-community indicators (sct kpi):\n{run.stdout.rstrip()}")
-        print(f"\nReport (goal board and key charts, HTML and PNG): {out / 'index.html'}")
+        print(f"\nReport (goal board and key charts, HTML and PNG): {out / 'index.html'}"
+              + ("" if self.keep else "  (kept after the demo; remove the folder when done)"))
 
 
 def _subdir(workdir: Path, name: str) -> Path:
