@@ -35,7 +35,7 @@ from typing import Any
 
 from bench import influx_ceiling
 from bench.discard import DiscardInflux
-from bench.readings import KIND, lamps, lit_streetlight
+from bench.readings import KIND, lamps, messages_of, readings
 from bench.stack import (
     TIMEOUT_S,
     Collector,
@@ -52,11 +52,6 @@ from simulators import servers
 TOPIC = "sc/+/+/+/telemetry"
 CEILING_CLIENT = "bench-ceiling"
 SHAPES = (("single readings", 1), ("arrays of 50", 50))
-
-
-def readings(count: int, base_ms: int) -> list[dict[str, Any]]:
-    """``count`` lit-streetlight readings, each with its own ts (base_ms + i)."""
-    return [lit_streetlight(i, base_ms + i) for i in range(count)]
 
 
 def queue(port: int, messages: list[tuple[str, bytes]]) -> int:
@@ -134,7 +129,7 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[s
             base = int(time.time() * 1000) - 7 * 86_400_000 + (per_message > 1) * 4 * count
 
             def load(offset: int, per: int = per_message, first: int = base) -> Any:
-                return partial(queue, mq.port, influx_ceiling.messages_of(
+                return partial(queue, mq.port, messages_of(
                     readings(count, first + offset * count), devices, per))
 
             top = ceiling(mq.port, mq.process.pid, load(0))
@@ -152,7 +147,7 @@ def run(work: Path, mq: servers.Server, influx: servers.Server, registry: dict[s
                                    LandedInflux(influx_url, database, base + 2 * count, count),
                                    load(2), pids)
             # InfluxDB's own ceiling for the same points.
-            lines = influx_ceiling.encoded(registry, influx_ceiling.messages_of(
+            lines = influx_ceiling.encoded(registry, messages_of(
                 readings(count, base + 3 * count), devices, per_message))
             ingest = influx_ceiling.run(influx_url, f"ceiling_{per_message}", lines,
                                         int(env.get("SCT_INFLUX__BATCH_SIZE", 5000)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 import time
@@ -70,11 +71,17 @@ def skab_files(root: Path, folder: str, detector: str, skip: int = 400) -> list[
     return out
 
 
+@functools.cache
+def _gecco_rows(root: Path) -> list[dict[str, str]]:
+    # 139,566 rows, read once for every detector, part and rule scored on them.
+    with (root / "train.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def gecco(root: Path, detector: str, part: tuple[int, int] = (0, 1)) -> Confusion:
     """GECCO train as one device; ``part``: (k, n), only the k-th of n consecutive parts of
     it, scored from a warm-up of its own."""
-    with (root / "train.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _gecco_rows(root)
     k, n = part
     rows = rows[k * len(rows) // n:(k + 1) * len(rows) // n]
     # The quality parameters; flow (Fm, Fm_2) and temperature say nothing of contamination.
@@ -95,8 +102,7 @@ def gecco_rule(root: Path) -> tuple[Confusion, dict[str, int]]:
     from collections import Counter
 
     from collector.detect import rulereplay
-    with (root / "train.csv").open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = _gecco_rows(root)
     flags = [flag for _, _, flag in rulereplay.run(iter(rows), "Time", GECCO_FIELDS,
                                                    "water_quality")]
     broken: Counter[str] = Counter()

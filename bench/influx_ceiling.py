@@ -5,13 +5,11 @@ nothing else in the way. A drain into InfluxDB is read against this, measured in
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from typing import Any
 
 import httpx
-import orjson
 
 from bench.stack import CpuWatch
 from collector.decode import Decoder
@@ -70,16 +68,3 @@ def run(influx_url: str, database: str, lines: list[bytes], batch_size: int,
         raise SystemExit(f"InfluxDB refused pre-encoded points: {failures[0]}")
     return {"points": len(lines), "seconds": round(seconds, 2),
             "points_s": len(lines) / seconds, "cpu": watch.stop()}
-
-
-def messages_of(readings: list[dict[str, Any]], devices: list[dict[str, Any]],
-                per_message: int) -> list[tuple[str, bytes]]:
-    """``readings`` as device messages, ``per_message`` a message, devices in turn."""
-    out = []
-    cycle = itertools.cycle(devices)
-    for first in range(0, len(readings), per_message):
-        device = next(cycle)
-        chunk = readings[first:first + per_message]
-        out.append((f"sc/{device['community']}/{device['kind']}/{device['id']}/telemetry",
-                    orjson.dumps(chunk[0] if per_message == 1 else chunk)))
-    return out

@@ -20,9 +20,7 @@ from typing import Any
 
 import orjson
 
-from bench.drain import readings
-from bench.influx_ceiling import messages_of
-from bench.readings import lamps
+from bench.readings import lamps, messages_of, readings
 from collector.decode import Decoder
 from collector.detect.alerts import AlertBook
 from collector.detect.stage import DetectStage

@@ -9,7 +9,10 @@ of the lamp rules (dark, day-burning, power, counter) fires.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
+
+import orjson
 
 KIND = "streetlight"
 
@@ -35,3 +38,22 @@ def lit_streetlight(i: int, ts_ms: int) -> dict[str, Any]:
 def lamps(registry: dict[str, Any]) -> list[dict[str, Any]]:
     """The registry's streetlights (rated 100 W by the generator)."""
     return [d for d in registry["devices"] if d["kind"] == KIND]
+
+
+def readings(count: int, base_ms: int) -> list[dict[str, Any]]:
+    """``count`` lit-streetlight readings, each with its own ts (base_ms + i)."""
+    return [lit_streetlight(i, base_ms + i) for i in range(count)]
+
+
+def messages_of(readings: list[dict[str, Any]], devices: list[dict[str, Any]],
+                per_message: int) -> list[tuple[str, bytes]]:
+    """``readings`` as device messages (topic, payload), ``per_message`` a message, devices
+    in turn: what the drains queue and InfluxDB's ceiling encodes."""
+    out = []
+    cycle = itertools.cycle(devices)
+    for first in range(0, len(readings), per_message):
+        device = next(cycle)
+        chunk = readings[first:first + per_message]
+        out.append((f"sc/{device['community']}/{device['kind']}/{device['id']}/telemetry",
+                    orjson.dumps(chunk[0] if per_message == 1 else chunk)))
+    return out

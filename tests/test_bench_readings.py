@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import time
 
-import orjson
 import pytest
 
-from bench.readings import KIND, lamps, lit_streetlight
+from bench.readings import KIND, lamps, lit_streetlight, messages_of, readings
 from collector.decode import Decoder
 from collector.detect.alerts import AlertBook
 from collector.detect.stage import DetectStage
@@ -41,10 +40,10 @@ def test_readings_sent_round_n_lamps_raise_no_alert(n: int) -> None:
     now = int(time.time() * 1000)
     count = 100 * n    # a hundred readings a lamp: past the stuck rule's 30
     written, alerts = 0, []
-    for i in range(count):
-        lamp = LAMPS[i % n]
-        out = pipeline.process(Inbound(f"sc/{lamp['community']}/{KIND}/{lamp['id']}/telemetry",
-                                       orjson.dumps(lit_streetlight(i, now - count + i)), now))
+    # As the drains build their messages (the live load sends the same readings round its
+    # lamps in the same way).
+    for topic, payload in messages_of(readings(count, now - count), LAMPS[:n], 1):
+        out = pipeline.process(Inbound(topic, payload, now))
         written += len(out.lines) - len(out.alerts)
         alerts.extend(out.alerts)
     assert written == count
