@@ -54,6 +54,7 @@ from collector.detect.multivariate import (
     inverse,
     ridged,
     settings_for_device,
+    spread_forget,
 )
 
 #: Readings learnt between two folds. A fold (the deviations, means and covariances, the
@@ -88,7 +89,7 @@ class Daily:
 
     __slots__ = ("_blocks", "_buffer", "_centre", "_cov", "_direct", "_forget", "_hours",
                  "_last", "_mean", "_n", "_only", "_refresh", "_relearning", "_rows",
-                 "_shift", "_smooth", "_smoothed", "_split", "_started", "_tails", "_warm",
+                 "_shift", "_smooth", "_smoothed", "_split", "_spread", "_started", "_tails", "_warm",
                  "_warmup", "_whiten", "dims", "rate")
 
     def __init__(self, dims: int, p: float, warmup: int, forget: float = 0.001,
@@ -96,6 +97,8 @@ class Daily:
                  readings_per_hour: float = 60.0) -> None:
         self.dims = d = dims
         self._warmup, self._forget, self._refresh = warmup, forget, refresh
+        #: What the covariances forget a reading: a fast device's remember minutes.
+        self._spread = spread_forget(forget, smooth)
         #: A fast device is judged on the exponentially weighted mean of each view of its
         #: readings (2×d: the reading, and its difference from the hour's usual).
         self._smooth = 1.0 / smooth
@@ -161,6 +164,8 @@ class Daily:
             return
         for name, value in saved.items():
             setattr(self, name, value)
+        if "_spread" not in saved:     # from before a fast device's short spread memory
+            self._spread = spread_forget(self._forget, round(1 / self._smooth))
         # Stacked by __getstate__ (a snapshot from before keeps its lists as they were).
         if isinstance(self._buffer, tuple):
             xs, hours = self._buffer
@@ -327,7 +332,7 @@ class Daily:
         """The block into each model's mean and covariance (deviations from the mean they
         were scored against) and into the profile; then the inverses afresh."""
         assert self._shift is not None
-        a, hours = self._forget, self._hours
+        a, c, hours = self._forget, self._spread, self._hours
         # Each row's deviations, as it was scored (nothing moved since): a reading less its
         # hour's offsets (most blocks lie within one hour: one row of offsets for all), or
         # a fast device's smoothed views less the means.
@@ -348,9 +353,8 @@ class Daily:
             if m == DAILY:
                 self._add_to_profile(part, part_hours, one_hour)
             k = len(part_hours)
-            w = fold_weights(a, k)
-            self._mean[m] += w @ part
-            self._cov[m] = (1 - a) ** k * self._cov[m] + (part.T * w) @ part
+            self._mean[m] += fold_weights(a, k) @ part
+            self._cov[m] = (1 - c) ** k * self._cov[m] + (part.T * fold_weights(c, k)) @ part
         self._rows, self._hours, self._only = [], [], {}
         self._prepare()
 

@@ -144,3 +144,41 @@ def test_a_fast_device_resumes_with_both_smoothed_views() -> None:
     assert resumed.state() == state
     row = rng.normal([1.0, 2.0], 0.1)
     assert resumed.update(row, 2) == det.update(row, 2)
+
+
+def _drift_then_step(det: Daily, seed: int) -> np.ndarray:
+    """A reading a second of four fields: after a 400-reading warm-up the first field drifts
+    (a machine warming up: one reading's spread every 300 readings), and 600 readings later
+    the second steps by three spreads for 300 readings (a valve closing). The flags."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(0.0, 1.0, (1500, 4))
+    rows[:, 0] += np.clip(np.arange(1500) - 400, 0, None) / 300
+    rows[1000:1300, 1] += 3.0
+    return np.array([det.update(row, 10) >= 1.0 for row in rows])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_fast_devices_drift_in_one_field_does_not_hide_a_fault_in_another(seed: int) -> None:
+    # SKAB's valve faults after its temperature drift: with a covariance of days the drift
+    # made most of T², the tails rose with it and the step stayed under them. A fast
+    # device's covariance remembers about two minutes, widening the drifting field's spread
+    # as it goes (multivariate.spread_forget).
+    det = for_device(4, 86_400, 0.01, warmup=400)
+    assert det._spread > 10 * det._forget
+    flags = _drift_then_step(det, seed)
+    assert not flags[400:1000].any()               # the drift alone: nothing
+    assert flags[1000:1300].sum() >= 250           # the step: found, and held
+    days = for_device(4, 86_400, 0.01, warmup=400)
+    days._spread = days._forget                    # the covariance of days, as before
+    assert not _drift_then_step(days, seed)[1000:1300].any()
+
+
+def test_a_slow_device_keeps_its_days_long_covariance_and_old_snapshots_get_theirs() -> None:
+    slow = for_device(3, 1440, 0.01)
+    assert slow._spread == slow._forget            # its daily cycle needs days
+    fast = for_device(3, 86_400, 0.01)
+    _, saved = fast.__getstate__()
+    del saved["_spread"]                           # pickled before the spread's own memory
+    resumed = Daily.__new__(Daily)
+    resumed.__setstate__((None, saved))
+    assert resumed._spread == fast._spread
