@@ -5,7 +5,8 @@ one incident raises one alarm.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -16,6 +17,18 @@ from collector.detect.stats import LevelShift, Profile, RobustOutlier, Surprise
 
 #: The statistical false-alarm budget: one alert per device per 100 days on normal data.
 ALERTS_PER_DAY = 1 / 100
+
+#: A device's first readings, whose median interval sets its reading rate and so its
+#: detector's warm-up, smoothing, memory and budget: live (``DetectStage`` gathers them
+#: before it builds the detector) as in ``sct detect replay`` (a file's first rows).
+RATE_READINGS = 50
+
+
+def readings_per_day(times_s: Iterable[float]) -> float:
+    """Readings per day from the median interval between consecutive reading times
+    (seconds, in order); 1,440 when no interval is known."""
+    gaps = sorted(b - a for a, b in itertools.pairwise(times_s) if b > a)
+    return 86_400 / gaps[len(gaps) // 2] if gaps else 1_440.0
 
 
 class Detector(Protocol):

@@ -48,6 +48,7 @@ from collector.detect.multivariate import (
     T2,
     T2State,
     Tail,
+    blended,
     checked_state,
     drivers_of,
     fold_weights,
@@ -88,17 +89,19 @@ class Daily:
     """
 
     __slots__ = ("_blocks", "_buffer", "_centre", "_cov", "_direct", "_forget", "_hours",
-                 "_last", "_mean", "_n", "_only", "_refresh", "_relearning", "_rows",
-                 "_shift", "_smooth", "_smoothed", "_split", "_spread", "_started", "_tails", "_warm",
-                 "_warmup", "_whiten", "dims", "rate")
+                 "_last", "_mean", "_n", "_only", "_recent", "_refresh", "_relearning", "_rows",
+                 "_shift", "_smooth", "_smoothed", "_split", "_spread", "_started", "_tails",
+                 "_warm", "_warmup", "_whiten", "dims", "rate")
 
     def __init__(self, dims: int, p: float, warmup: int, forget: float = 0.001,
                  refresh: int = REFRESH, relearn: int = 1440, smooth: int = 1,
                  readings_per_hour: float = 60.0) -> None:
         self.dims = d = dims
         self._warmup, self._forget, self._refresh = warmup, forget, refresh
-        #: What the covariances forget a reading: a fast device's remember minutes.
+        #: A fast device's recent spread per model (2×d×d; multivariate.blended) and what it
+        #: forgets a reading; None for a slower device.
         self._spread = spread_forget(forget, smooth)
+        self._recent: np.ndarray | None = None
         #: A fast device is judged on the exponentially weighted mean of each view of its
         #: readings (2×d: the reading, and its difference from the hour's usual).
         self._smooth = 1.0 / smooth
@@ -164,8 +167,11 @@ class Daily:
             return
         for name, value in saved.items():
             setattr(self, name, value)
-        if "_spread" not in saved:     # from before a fast device's short spread memory
+        if "_spread" not in saved:     # from before a fast device's recent spread
             self._spread = spread_forget(self._forget, round(1 / self._smooth))
+        if "_recent" not in saved:
+            past = self._smooth < 1.0 and self._shift is not None
+            self._recent = self._cov.copy() if past else None
         # Stacked by __getstate__ (a snapshot from before keeps its lists as they were).
         if isinstance(self._buffer, tuple):
             xs, hours = self._buffer
@@ -274,6 +280,10 @@ class Daily:
         centred = data - mean
         self._tails[k].fit(np.einsum("ij,jk,ik->i", centred, inv, centred))
         self._mean[k], self._cov[k] = mean, cov
+        if self._smooth < 1.0:
+            if self._recent is None:
+                self._recent = self._cov.copy()
+            self._recent[k] = cov
         self._started[k] = self._n - len(data)
         self._prepare()
 
@@ -282,11 +292,12 @@ class Daily:
         (after a fold or a warm-up)."""
         assert self._shift is not None
         d = self.dims
+        cov = self._cov if self._recent is None else blended(self._cov, self._recent)
         try:
             # cov = C C' (Cholesky), so W = C⁻¹ whitens: W'W = cov⁻¹.
-            whiten = np.linalg.inv(np.linalg.cholesky(ridged(self._cov)))
+            whiten = np.linalg.inv(np.linalg.cholesky(ridged(cov)))
         except np.linalg.LinAlgError:   # not numerically positive definite: its roots
-            values, vectors = np.linalg.eigh(inverse(self._cov))
+            values, vectors = np.linalg.eigh(inverse(cov))
             whiten = np.sqrt(np.maximum(values, 0.0))[..., :, None] * vectors.transpose(0, 2, 1)
         self._whiten = whiten.reshape(2 * d, d)
         # Each hour's centre, both models at once: (shift + mean) by the block-diagonal W'.
@@ -333,6 +344,7 @@ class Daily:
         were scored against) and into the profile; then the inverses afresh."""
         assert self._shift is not None
         a, c, hours = self._forget, self._spread, self._hours
+        recent = self._recent
         # Each row's deviations, as it was scored (nothing moved since): a reading less its
         # hour's offsets (most blocks lie within one hour: one row of offsets for all), or
         # a fast device's smoothed views less the means.
@@ -353,8 +365,11 @@ class Daily:
             if m == DAILY:
                 self._add_to_profile(part, part_hours, one_hour)
             k = len(part_hours)
-            self._mean[m] += fold_weights(a, k) @ part
-            self._cov[m] = (1 - c) ** k * self._cov[m] + (part.T * fold_weights(c, k)) @ part
+            w = fold_weights(a, k)
+            self._mean[m] += w @ part
+            self._cov[m] = (1 - a) ** k * self._cov[m] + (part.T * w) @ part
+            if recent is not None:
+                recent[m] = (1 - c) ** k * recent[m] + (part.T * fold_weights(c, k)) @ part
         self._rows, self._hours, self._only = [], [], {}
         self._prepare()
 
@@ -380,7 +395,9 @@ class Daily:
             refresh=self._refresh, relearn=self._tails[k].relearn,
             smooth=round(1 / self._smooth), n=self._n - self._started[k],
             smoothed=None if self._smoothed is None else self._smoothed[k].tolist(),
-            mean=self._mean[k].tolist(), cov=self._cov[k].tolist(), **self._tails[k].state())
+            mean=self._mean[k].tolist(), cov=self._cov[k].tolist(),
+            recent=None if self._recent is None else self._recent[k].tolist(),
+            **self._tails[k].state())
             for k in VIEWS]
         return DailyState(plain=models[PLAIN], daily=models[DAILY],
                           profile=self._shift[:, DAILY].tolist(), rate=self.rate).model_dump()
@@ -410,6 +427,9 @@ class Daily:
         det._direct = det._smoothed is None
         det._mean = np.array([m.mean for m in models])
         det._cov = np.array([m.cov for m in models])
+        if det._smooth < 1.0:
+            # A fast device's recent spread; a state from before it starts it as the cov.
+            det._recent = np.array([m.cov if m.recent is None else m.recent for m in models])
         det._n = max(m.n for m in models)
         for k, m in enumerate(models):
             det._started[k] = det._n - m.n

@@ -55,9 +55,12 @@ SMOOTH_S = 30.0
 MEMORY_DAYS = 4
 MAX_FORGET = 0.001
 
-#: A fast device's covariance (the spread of its smoothed readings about their long-run mean)
-#: remembers about this many of its smoothing windows, two minutes (see spread_forget).
+#: A fast device's recent spread (its smoothed readings' about their long-run mean)
+#: remembers about this many of its smoothing windows, two minutes (see spread_forget) ...
 SPREAD_WINDOWS = 4
+#: ... and it is judged against this share of its days-long covariance and the rest of
+#: its recent spread (see blended).
+SPREAD_LONG = 0.2
 
 #: Readings learnt before a device's first score (its statistical alerts muted meanwhile):
 #: a day of readings, within these bounds.
@@ -88,21 +91,30 @@ def settings_for_device(readings_per_day: float, alerts_per_day: float,
 
 
 def spread_forget(forget: float, smooth: int) -> float:
-    """What a device's covariance forgets a reading: as its mean (``forget``), except on a
-    fast device (``smooth`` readings a window), whose covariance remembers about
-    ``SPREAD_WINDOWS`` of its windows.
+    """What a device's recent spread forgets a reading: a fast device's (``smooth`` readings
+    a window) remembers about ``SPREAD_WINDOWS`` of its windows; a slower device has none
+    (its covariance's own ``forget``)."""
+    return forget if smooth <= 1 else max(forget, 1.0 / (SPREAD_WINDOWS * smooth))
+
+
+def blended(cov: np.ndarray, recent: np.ndarray) -> np.ndarray:
+    """What a fast device is judged against: ``SPREAD_LONG`` of its days-long covariance,
+    the rest its recent spread (both about the long-run mean; stacks of them too).
 
     Why: a fast device is a machine (SKAB's pumps and valves, a reading a second) whose
-    fields drift within minutes as it warms up. With the covariance of days, a drift in one
-    field (SKAB's temperature: 3-18 of the warm-up's spreads in minutes) made most of T²,
-    raised both tails with it, and a fault in another field (a valve closing: the flow) then
-    stayed under the raised limits. The deviations are taken from the long-run mean, so a
-    covariance of the last two minutes widens a drifting field's spread as it drifts, and
-    the drift stops counting against the others; readings that alarm are not learnt, so a
-    fault does not widen it. SKAB valve1 0.73 → 0.80 (README, How good). A device reporting
-    every ``SMOOTH_S`` seconds or slower (every water device of the fleet, GECCO) keeps its
-    days-long covariance: its daily cycle needs it."""
-    return forget if smooth <= 1 else max(forget, 1.0 / (SPREAD_WINDOWS * smooth))
+    fields drift within minutes as it warms up. Against the covariance of days alone, a
+    drift in one field (SKAB's temperature: 3-18 of the warm-up's spreads in minutes) made
+    most of T², raised both tails with it, and a fault in another field (a valve closing:
+    the flow) then stayed under the raised limits. The recent spread widens a drifting
+    field as it drifts (its deviations are from the long-run mean), so the drift stops
+    counting against the other fields; readings that alarm are not learnt, so a fault does
+    not widen it. The days-long share keeps every direction the device has moved in over
+    days in view: the recent spread alone knows only the last two minutes' directions, and
+    a fast water meter then alarmed at its usual morning rise (README, How good: SKAB
+    valve1 0.73 → 0.80; the recent spread alone 0.80 too, but a simulated fleet of water
+    devices reporting every 3 or 15 s raised several times the false alarms)."""
+    out: np.ndarray = SPREAD_LONG * cov + (1.0 - SPREAD_LONG) * recent
+    return out
 
 
 def plain_for_device(dims: int, readings_per_day: float, alerts_per_day: float,
@@ -168,6 +180,9 @@ class T2State(BaseModel):
     n: int = Field(ge=0)
     mean: list[float]
     cov: list[list[float]]
+    #: A fast device's recent spread (None: a slower device, or a state from before it,
+    #: which starts it as ``cov``).
+    recent: list[list[float]] | None = None
     alarm: bool
     alarmed: int = Field(ge=0)
     t: float
@@ -186,7 +201,9 @@ def checked_state(saved: object) -> T2State:
     s = T2State.model_validate(saved)   # a pydantic ValidationError is a ValueError
     if len(s.mean) != s.dims or len(s.cov) != s.dims or any(
             len(row) != s.dims for row in s.cov) or (
-            s.smoothed is not None and len(s.smoothed) != s.dims):
+            s.smoothed is not None and len(s.smoothed) != s.dims) or (
+            s.recent is not None and (len(s.recent) != s.dims or any(
+                len(row) != s.dims for row in s.recent))):
         raise ValueError(f"a state of {s.dims} fields with vectors of another length")
     if s.n <= s.warmup:
         raise ValueError("a state still in its warm-up (never written)")
@@ -329,8 +346,8 @@ class T2:
     """
 
     __slots__ = ("_block", "_cov", "_forget", "_inv", "_k", "_last", "_mean", "_n", "_p",
-                 "_refresh", "_relearn", "_smooth", "_smoothed", "_spread", "_tail", "_warm",
-                 "_warmup", "dims")
+                 "_recent", "_refresh", "_relearn", "_smooth", "_smoothed", "_spread", "_tail",
+                 "_warm", "_warmup", "dims")
 
     def __init__(self, dims: int, p: float, warmup: int = WARMUP, forget: float = 0.001,
                  refresh: int = 25, relearn: int = 1440, smooth: int = 1) -> None:
@@ -340,7 +357,9 @@ class T2:
         self._p = p
         self._warmup = warmup
         self._forget = forget
+        #: A fast device's recent spread (blended) and what it forgets; None when slower.
         self._spread = spread_forget(forget, smooth)
+        self._recent: np.ndarray | None = None
         self._refresh = refresh
         self._relearn = relearn
         self._n = 0
@@ -362,8 +381,11 @@ class T2:
         # learnt reading by reading (nothing pending).
         if "_smooth" not in saved:
             self._smooth, self._smoothed = 1.0, None
-        if "_spread" not in saved:     # ... and from before a fast device's short spread memory
+        if "_spread" not in saved:     # ... and from before a fast device's recent spread
             self._spread = spread_forget(self._forget, round(1 / self._smooth))
+        if "_recent" not in saved:
+            past = self._smooth < 1.0 and self._n > self._warmup
+            self._recent = self._cov.copy() if past else None
         if "_block" not in saved:
             self._block, self._k = np.zeros((self._refresh, self.dims)), 0
         if "_tail" not in saved:       # ... and from before the tail was an object of its own
@@ -416,6 +438,7 @@ class T2:
             refresh=self._refresh, relearn=self._relearn, smooth=round(1 / self._smooth),
             smoothed=None if self._smoothed is None else self._smoothed.tolist(),
             n=self._n, mean=self._mean.tolist(), cov=self._cov.tolist(),
+            recent=None if self._recent is None else self._recent.tolist(),
             **self._tail.state()).model_dump()
 
     @classmethod
@@ -431,6 +454,8 @@ class T2:
         det._smoothed = None if s.smoothed is None else np.array(s.smoothed)
         det._n = s.n
         det._mean, det._cov = np.array(s.mean), np.array(s.cov)
+        if s.smooth > 1:
+            det._recent = np.array(s.recent if s.recent is not None else s.cov)
         det._tail.resume(s)
         det._invert()
         return det
@@ -454,6 +479,7 @@ class T2:
         self._warm = []
         self._mean = data.mean(axis=0)
         self._cov = np.cov(data, rowvar=False).reshape(self.dims, self.dims)
+        self._recent = self._cov.copy() if self._smooth < 1.0 else None
         self._invert()
         centred = data - self._mean
         scores = np.einsum("ij,jk,ik->i", centred, self._inv, centred)
@@ -467,14 +493,17 @@ class T2:
 
     def _fold(self) -> None:
         """The block into the mean and covariance (deviations from the mean they were
-        scored against; the covariance with its own memory, :func:`spread_forget`); then a
-        fresh inverse."""
-        k, a, c = self._k, self._forget, self._spread
-        block = self._block[:k]
-        self._mean += fold_weights(a, k) @ block
-        self._cov = (1 - c) ** k * self._cov + (block.T * fold_weights(c, k)) @ block
+        scored against), and a fast device's recent spread; then a fresh inverse."""
+        k, a = self._k, self._forget
+        block, w = self._block[:k], fold_weights(a, k)
+        self._mean += w @ block
+        self._cov = (1 - a) ** k * self._cov + (block.T * w) @ block
+        if self._recent is not None:
+            c = self._spread
+            self._recent = (1 - c) ** k * self._recent + (block.T * fold_weights(c, k)) @ block
         self._k = 0
         self._invert()
 
     def _invert(self) -> None:
-        self._inv = inverse(self._cov)
+        self._inv = inverse(self._cov if self._recent is None else
+                            blended(self._cov, self._recent))

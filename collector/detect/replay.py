@@ -26,7 +26,13 @@ from typing import TextIO
 
 import numpy as np
 
-from collector.detect.catalog import ALERTS_PER_DAY, DETECTORS, VECTOR_DETECTORS
+from collector.detect.catalog import (
+    ALERTS_PER_DAY,
+    DETECTORS,
+    RATE_READINGS,
+    VECTOR_DETECTORS,
+)
+from collector.detect.catalog import readings_per_day as per_day
 
 
 def hour_of(text: str) -> int:
@@ -58,9 +64,7 @@ def epoch_s(text: str) -> float | None:
 
 def readings_per_day(stamps: list[str]) -> float:
     """From the median interval between consecutive timestamps (1,440 when unknown)."""
-    times = [t for t in (epoch_s(s) for s in stamps) if t is not None]
-    gaps = sorted(b - a for a, b in itertools.pairwise(times) if b > a)
-    return 86_400 / gaps[len(gaps) // 2] if gaps else 1_440.0
+    return per_day([t for t in (epoch_s(s) for s in stamps) if t is not None])
 
 
 def cell(row: dict[str, str], column: str) -> float | None:
@@ -114,7 +118,7 @@ def _run_vector(rows: Iterator[dict[str, str]], time_column: str, value_columns:
     head: list[dict[str, str]] = []
     for row in rows:                      # the first rows set the reading rate
         head.append(row)
-        if len(head) == 50:
+        if len(head) == RATE_READINGS:
             break
     det = VECTOR_DETECTORS[detector](len(value_columns),
                                      readings_per_day([r[time_column] for r in head]),

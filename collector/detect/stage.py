@@ -29,7 +29,7 @@ import numpy as np
 from collector.decode import Decoded
 from collector.detect import messages
 from collector.detect.alerts import Alert, AlertBook, Subject, Verdict
-from collector.detect.catalog import for_device
+from collector.detect.catalog import RATE_READINGS, for_device, readings_per_day
 from collector.detect.daily import Daily
 from collector.detect.levels import BLOCK, Levels
 from collector.detect.multivariate import T2
@@ -99,6 +99,9 @@ class DetectStage:
         self._state: dict[str, dict[str, Any]] = {}
         self._detectors: dict[tuple[str, str], Surprise | Daily | Levels] = {}
         self._vectors: dict[str, list[float]] = {}   # t2: each device's last field values
+        #: t2: a device's first readings (fields, hour, time in s or None for a moved stamp)
+        #: until there are RATE_READINGS, whose interval sets its detector's reading rate.
+        self._pending: dict[str, list[tuple[list[float], int, float | None]]] = {}
         self._seen: dict[str, tuple[int, float]] = {}  # last reading, usual interval (ms)
         self._subjects: dict[str, Subject] = {}
         self._saving = asyncio.Lock()      # one snapshot at a time (the periodic and the last)
@@ -261,10 +264,9 @@ class DetectStage:
             return []
         detector = self._detectors.get((device.id, "*"))
         if detector is None:
-            interval = self._seen.get(device.id, (0, 0.0))[1]
-            per_day = DAY_MS / interval if interval else 1440.0
-            detector = self._detectors[(device.id, "*")] = for_device(
-                len(names), per_day, self._settings.statistical_alerts_per_100_days / 100)
+            detector = self._start(device.id, last, seen)
+            if detector is None:
+                return []
         assert isinstance(detector, Daily | Levels)
         score = detector.update(np.array(last), int(seen.hour))
         active = score >= 1.0
@@ -281,6 +283,25 @@ class DetectStage:
             message = seen.say("anomaly", drivers=", ".join(
                 f"{names[i]} {share:.0%}" for i, share in detector.drivers()[:2]))
         return [Verdict("anomaly", active, "info", score, message, score)]
+
+    def _start(self, did: str, last: list[float], seen: Seen) -> Daily | Levels | None:
+        """A device's detector, once its first ``RATE_READINGS`` readings are in: their
+        median interval sets its reading rate (so a device reporting every second is
+        smoothed, one every five minutes warms up over a day of its readings, and each
+        spends its budget per its own readings), as ``sct detect replay`` takes it from a
+        file's first rows; the readings before this one are its first learnt. None until
+        then. (Built at the first reading, every device was taken for one a minute.)"""
+        pending = self._pending.setdefault(did, [])
+        pending.append((list(last), int(seen.hour), None if seen.moved else seen.ts_ms / 1000))
+        if len(pending) < RATE_READINGS:
+            return None
+        del self._pending[did]
+        detector = self._detectors[(did, "*")] = for_device(
+            len(last), readings_per_day(t for _, _, t in pending if t is not None),
+            self._settings.statistical_alerts_per_100_days / 100)
+        for values, hour, _ in pending[:-1]:      # the last is this reading: the caller's
+            detector.update(np.array(values), hour)
+        return detector
 
     def _presence_alerts(self, device: Device, item: Decoded) -> list[Alert]:
         # Almost always nothing to do: no Verdict is built unless an alert may change.
@@ -323,6 +344,7 @@ class DetectStage:
             self._state.pop(device, None)
             self._seen.pop(device, None)
             self._vectors.pop(device, None)
+            self._pending.pop(device, None)
         self._detectors = {key: d for key, d in self._detectors.items() if key[0] not in gone}
         self.book.close_all(gone)
 

@@ -159,26 +159,51 @@ def _drift_then_step(det: Daily, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_fast_devices_drift_in_one_field_does_not_hide_a_fault_in_another(seed: int) -> None:
-    # SKAB's valve faults after its temperature drift: with a covariance of days the drift
-    # made most of T², the tails rose with it and the step stayed under them. A fast
-    # device's covariance remembers about two minutes, widening the drifting field's spread
-    # as it goes (multivariate.spread_forget).
+    # SKAB's valve faults after its temperature drift: against the covariance of days the
+    # drift made most of T², the tails rose with it and the step stayed under them. A fast
+    # device is judged against its recent spread (two minutes) blended with a share of the
+    # covariance of days (multivariate.blended), which widens with the drifting field.
     det = for_device(4, 86_400, 0.01, warmup=400)
     assert det._spread > 10 * det._forget
     flags = _drift_then_step(det, seed)
     assert not flags[400:1000].any()               # the drift alone: nothing
     assert flags[1000:1300].sum() >= 250           # the step: found, and held
     days = for_device(4, 86_400, 0.01, warmup=400)
-    days._spread = days._forget                    # the covariance of days, as before
+    days._spread = days._forget                    # its recent spread as long as the cov
     assert not _drift_then_step(days, seed)[1000:1300].any()
 
 
-def test_a_slow_device_keeps_its_days_long_covariance_and_old_snapshots_get_theirs() -> None:
-    slow = for_device(3, 1440, 0.01)
-    assert slow._spread == slow._forget            # its daily cycle needs days
-    fast = for_device(3, 86_400, 0.01)
+def test_a_fast_devices_recent_spread_is_handed_over_and_older_states_start_it() -> None:
+    rng = np.random.default_rng(8)
+    fast = for_device(3, 86_400, 0.01, warmup=400)
+    for row in rng.normal(0.0, 1.0, (700, 3)):
+        fast.update(row, 10)
+    state = fast.state()
+    assert state is not None and state["plain"]["recent"] is not None
+    assert state["plain"]["recent"] != state["plain"]["cov"]
+    assert Daily.from_state(state).state() == state
+    # A state written before the recent spread: it starts as the covariance of days.
+    older = {**state, "plain": {**state["plain"], "recent": None},
+             "daily": {**state["daily"], "recent": None}}
+    resumed = Daily.from_state(older)
+    assert resumed._recent is not None and np.array_equal(resumed._recent, resumed._cov)
+    # ... and a snapshot pickled before it.
     _, saved = fast.__getstate__()
-    del saved["_spread"]                           # pickled before the spread's own memory
-    resumed = Daily.__new__(Daily)
-    resumed.__setstate__((None, saved))
-    assert resumed._spread == fast._spread
+    del saved["_spread"], saved["_recent"]
+    unpickled = Daily.__new__(Daily)
+    unpickled.__setstate__((None, saved))
+    assert unpickled._spread == fast._spread and unpickled._recent is not None
+    # The same for the plain T² alone (replay's t2-plain).
+    one = plain_for_device(3, 86_400, 0.01, warmup=400)
+    for row in rng.normal(0.0, 1.0, (700, 3)):
+        one.update(row)
+    one_state = one.state()
+    assert one_state is not None and one_state["recent"] is not None
+    assert T2.from_state(one_state).state() == one_state
+    # A slower device has no recent spread: its daily cycle needs the covariance of days.
+    slow = for_device(3, 1440, 0.01)
+    assert slow._spread == slow._forget
+    _warm(slow, rng, 2)
+    slow_state = slow.state()
+    assert slow._recent is None and slow_state is not None
+    assert slow_state["plain"]["recent"] is None

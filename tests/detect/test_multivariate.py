@@ -150,10 +150,10 @@ def test_a_fault_that_builds_up_under_the_limit_crosses_it() -> None:
         assert readings <= 60, (seed, readings)
 
 
-def _meter_stage() -> Callable[[int, bool], list[Alert]]:
-    """A live detect stage (t2) and a water meter's minute readings through the pipeline: a
-    function of the reading's index (and whether pressure stops following flow) giving the
-    anomaly alerts it raised or cleared."""
+def _meter_stage(interval_ms: int = 60_000) -> Callable[[int, bool], list[Alert]]:
+    """A live detect stage (t2) and a water meter's readings (every ``interval_ms``, a
+    minute by default) through the pipeline: a function of the reading's index (and whether
+    pressure stops following flow) giving the anomaly alerts it raised or cleared."""
     from conftest import SMALL_REGISTRY
 
     from collector.decode import Decoder
@@ -176,10 +176,10 @@ def _meter_stage() -> Callable[[int, bool], list[Alert]]:
         pressure = 400 - 10 * (flow - 10) + rng.normal()     # pressure falls with demand
         if odd:
             pressure += 40                                   # ... until it does not
-        body = {"ts": start + i * 60_000, "flow_m3h": round(max(flow, 0.0), 3),
+        body = {"ts": start + i * interval_ms, "flow_m3h": round(max(flow, 0.0), 3),
                 "pressure_kpa": round(pressure, 2)}
         done = pipeline.process(Inbound("sc/c2/water_meter/meter-1/telemetry",
-                                        orjson.dumps(body), start + i * 60_000))
+                                        orjson.dumps(body), start + i * interval_ms))
         return [a for a in done.alerts if a.rule == "anomaly"]
 
     reading.stage = stage  # type: ignore[attr-defined]
@@ -191,6 +191,31 @@ def test_the_live_stage_raises_one_anomaly_alert_naming_the_field() -> None:
     alerts = [a for i in range(2000) for a in reading(i, i >= 1990)]
     assert [a.state for a in alerts] == ["raised"]
     assert alerts[0].message.startswith("unusual together: pressure_kpa")
+
+
+@pytest.mark.parametrize(("interval_s", "smooth", "warmup"),
+                         [(1, 30, 1440), (60, 1, 1440), (300, 1, 300)])
+def test_the_live_stage_takes_a_devices_rate_from_its_first_readings(
+        interval_s: int, smooth: int, warmup: int) -> None:
+    # As replay takes it from a file's first rows: a meter reporting every second is
+    # smoothed over 30 s, one every five minutes warms up over a day of its readings.
+    # (Built at the first reading, every device was taken for one a minute.)
+    from collector.detect.catalog import RATE_READINGS
+    reading = _meter_stage(interval_s * 1000)
+    stage = reading.stage  # type: ignore[attr-defined]
+    for i in range(RATE_READINGS - 1):
+        reading(i, False)
+    assert ("meter-1", "*") not in stage._detectors
+    reading(RATE_READINGS - 1, False)
+    det = stage._detectors["meter-1", "*"]
+    assert isinstance(det, Daily)
+    assert (det._smooth, det.warmup) == (1 / smooth, warmup)
+    offline = for_device(2, 86_400 / interval_s, 0.01)
+    assert (offline._smooth, offline.warmup) == (det._smooth, det.warmup)
+    # The readings gathered meanwhile are its first learnt, in order.
+    assert len(det._buffer) == RATE_READINGS
+    first_flow = round(max(10 + 3 * np.random.default_rng(0).normal(), 0.0), 3)
+    assert det._buffer[0][0][0] == first_flow
 
 
 def test_a_device_taken_over_resumes_its_detector_from_plain_data() -> None:
@@ -225,6 +250,7 @@ def test_a_state_that_is_not_one_is_refused() -> None:
                 {**good, "plain": {**plain, "t": float("nan")}},
                 {**good, "daily": {**plain, "n": 10}}, {**good, "extra": 1},
                 {**good, "profile": [[1.0]] * 24}, {**good, "profile": good["profile"][:3]},
+                {**good, "plain": {**plain, "recent": [[1.0]]}},
                 {**good, "rate": 0.0}, {"plain": plain}, "t2", None):
         with pytest.raises(ValueError):
             Daily.from_state(bad)
