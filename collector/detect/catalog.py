@@ -80,8 +80,10 @@ def for_device(dims: int, readings_per_day: float, alerts_per_day: float,
     fields; over one field, where T² is only a z-score, the levels model
     (``collector/detect/levels.py``), with the same warm-up."""
     if dims == 1:
-        return Levels(multivariate.settings_for_device(readings_per_day, alerts_per_day,
-                                                       warmup)["warmup"])
+        # The levels model learns its warm-up's readings in order (their pairs): at most
+        # MAX_WARMUP of them, not a day of a fast device's.
+        return Levels(warmup or min(multivariate.MAX_WARMUP, multivariate.settings_for_device(
+            readings_per_day, alerts_per_day)["warmup"]))
     return daily.for_device(dims, readings_per_day, alerts_per_day, warmup)
 
 

@@ -56,6 +56,7 @@ from collector.detect.multivariate import (
     ridged,
     settings_for_device,
     spread_forget,
+    warmup_stride,
 )
 
 #: Readings learnt between two folds. A fold (the deviations, means and covariances, the
@@ -90,14 +91,17 @@ class Daily:
 
     __slots__ = ("_blocks", "_buffer", "_centre", "_cov", "_direct", "_forget", "_hours",
                  "_last", "_mean", "_n", "_only", "_recent", "_refresh", "_relearning", "_rows",
-                 "_shift", "_smooth", "_smoothed", "_split", "_spread", "_started", "_tails",
-                 "_warm", "_warmup", "_whiten", "dims", "rate")
+                 "_shift", "_smooth", "_smoothed", "_split", "_spread", "_started", "_stride",
+                 "_tails", "_warm", "_warmup", "_whiten", "dims", "rate")
 
     def __init__(self, dims: int, p: float, warmup: int, forget: float = 0.001,
                  refresh: int = REFRESH, relearn: int = 1440, smooth: int = 1,
                  readings_per_hour: float = 60.0) -> None:
         self.dims = d = dims
         self._warmup, self._forget, self._refresh = warmup, forget, refresh
+        #: Of a warm-up longer than MAX_WARMUP readings (a day of a device reporting more
+        #: often than once a minute), every stride-th reading is kept.
+        self._stride = warmup_stride(warmup)
         #: A fast device's recent spread per model (2×d×d; multivariate.blended) and what it
         #: forgets a reading; None for a slower device.
         self._spread = spread_forget(forget, smooth)
@@ -172,6 +176,8 @@ class Daily:
         if "_recent" not in saved:
             past = self._smooth < 1.0 and self._shift is not None
             self._recent = self._cov.copy() if past else None
+        if "_stride" not in saved:     # warm-ups were at most MAX_WARMUP readings, all kept
+            self._stride = warmup_stride(self._warmup)
         # Stacked by __getstate__ (a snapshot from before keeps its lists as they were).
         if isinstance(self._buffer, tuple):
             xs, hours = self._buffer
@@ -223,9 +229,17 @@ class Daily:
         from the hour's usual, each smoothed: the step between two hours' usuals is
         smoothed over the same 30 s as the readings)."""
         if self._shift is None:
-            self._buffer.append((np.array(x, dtype=float), h))
-            if len(self._buffer) >= self._warmup:
-                self._learn_profile()
+            kept = np.array(x, dtype=float)
+            if self._stride > 1 and self._smooth < 1.0:
+                # Not every reading is kept: a fast device's are smoothed as they come
+                # (the plain view; the daily one is their difference from the hour's usual).
+                if self._smoothed is not None:
+                    kept = self._smoothed + self._smooth * (kept - self._smoothed)
+                self._smoothed = kept
+            if self._n % self._stride == 0:
+                self._buffer.append((kept, h))
+                if len(self._buffer) >= self._warmup // self._stride:
+                    self._learn_profile()
             return None
         assert self._smoothed is not None
         # A new array, not in place: the block keeps the views it is given.
@@ -264,9 +278,10 @@ class Daily:
             shift[h, DAILY] = data[hours == h].mean(axis=0)
         self._shift = shift
         views = data[:, None, :] - shift[hours]
-        if self._smooth < 1.0:          # smoothed as they came, as later readings will be
-            for i in range(1, len(views)):
-                views[i] = views[i - 1] + self._smooth * (views[i] - views[i - 1])
+        if self._smooth < 1.0:
+            if self._stride == 1:       # smoothed as they came, as later readings will be
+                for i in range(1, len(views)):
+                    views[i] = views[i - 1] + self._smooth * (views[i] - views[i - 1])
             self._smoothed = views[-1].copy()
         for k in VIEWS:
             self._fit(k, views[:, k])
@@ -284,7 +299,7 @@ class Daily:
             if self._recent is None:
                 self._recent = self._cov.copy()
             self._recent[k] = cov
-        self._started[k] = self._n - len(data)
+        self._started[k] = self._n - len(data) * self._stride     # the readings it spans
         self._prepare()
 
     def _prepare(self) -> None:
@@ -330,8 +345,9 @@ class Daily:
                 if score == NEW_REGIME:
                     self._new_regime(k == PLAIN, k == DAILY)
             else:
-                warm.append(r - self._shift[h, k] if self._direct else r[k])
-                if len(warm) == self._warmup:
+                if self._n % self._stride == 0:
+                    warm.append(r - self._shift[h, k] if self._direct else r[k])
+                if len(warm) == self._warmup // self._stride:
                     self._warm[k] = None
                     self._fit(k, np.array(warm))
                 score = NEW_REGIME

@@ -63,9 +63,17 @@ SPREAD_WINDOWS = 4
 SPREAD_LONG = 0.2
 
 #: Readings learnt before a device's first score (its statistical alerts muted meanwhile):
-#: a day of readings, within these bounds.
+#: a day of readings, at least WARMUP. Of a longer day (a device reporting more often than
+#: once a minute) the live pair keeps at most MAX_WARMUP, evenly spaced (warmup_stride).
 WARMUP = 300
 MAX_WARMUP = 1440
+
+
+def warmup_stride(warmup: int) -> int:
+    """Of a warm-up of ``warmup`` readings, every this many-th is kept: at most
+    ``MAX_WARMUP`` of them, so a day of a device reporting every second (86,400 readings)
+    costs the memory of a day of one reporting every minute."""
+    return max(1, math.ceil(warmup / MAX_WARMUP))
 
 
 def budget(alarms_per_day: float, readings_per_day: float) -> float:
@@ -78,14 +86,16 @@ def settings_for_device(readings_per_day: float, alerts_per_day: float,
     """A device's T² settings from its reading rate: the same smoothing, warm-up, memory and
     budget for the live detector (``collector/detect/daily.py``) and ``t2-plain``.
 
-    The warm-up covers a day of readings (at least ``WARMUP``, at most ``MAX_WARMUP``): water
-    follows a daily cycle, and a model of the morning finds the evening unusual. For the same
+    The warm-up covers a day of readings (at least ``WARMUP``; of more than ``MAX_WARMUP``
+    the live pair keeps every ``warmup_stride``-th): water follows a daily cycle, and a
+    model of the morning finds the evening unusual. (It was at most ``MAX_WARMUP`` readings:
+    72 minutes of a device reporting every 3 s.) For the same
     reason the mean and covariance then remember about ``MEMORY_DAYS`` days of readings (a
     memory shorter than a day has forgotten the morning peak by the next morning). ``warmup``
     overrides the warm-up where a benchmark defines its own training part."""
     smooth = max(1, round(readings_per_day * SMOOTH_S / 86_400))
     if warmup is None:
-        warmup = int(min(max(readings_per_day, WARMUP), MAX_WARMUP))
+        warmup = int(max(readings_per_day, WARMUP))
     return {"p": budget(alerts_per_day, readings_per_day / smooth), "warmup": warmup,
             "smooth": smooth, "forget": min(MAX_FORGET, 1 / (MEMORY_DAYS * readings_per_day))}
 

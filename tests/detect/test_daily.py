@@ -132,7 +132,7 @@ def test_a_fast_device_resumes_with_both_smoothed_views() -> None:
     # A reading a second: each model's view is smoothed on its own (the daily one's is the
     # smoothed difference from the hour's usual), and a take-over carries both.
     rng = np.random.default_rng(6)
-    det = for_device(2, 86_400, 0.01)
+    det = for_device(2, 86_400, 0.01, warmup=1440)
     rows = rng.normal([1.0, 2.0], 0.1, (3000, 2))
     hours = [i // 1200 % 24 for i in range(3000)]          # the hour turns in the warm-up
     for row, hour in zip(rows, hours, strict=True):
@@ -207,3 +207,28 @@ def test_a_fast_devices_recent_spread_is_handed_over_and_older_states_start_it()
     slow_state = slow.state()
     assert slow._recent is None and slow_state is not None
     assert slow_state["plain"]["recent"] is None
+
+
+def test_a_fast_device_warms_up_over_a_day_keeping_at_most_max_warmup_readings() -> None:
+    # A reading every 3 s: a day is 28,800 readings, of which every 20th is kept (1,440),
+    # smoothed as they come; the hours' usuals are then learnt from all 24 hours of the day.
+    # (At most 1,440 readings, the warm-up was 72 minutes: three hours' usuals.)
+    det = for_device(2, 28_800, 0.01)
+    assert (det.warmup, det._stride) == (28_800, 20)
+    rng = np.random.default_rng(9)
+    t = np.arange(28_800 + 600)
+    flow = 10 + 4 * np.sin(2 * np.pi * t / 28_800) + rng.normal(0, 1, len(t))
+    rows = np.column_stack([flow, 400 - 8 * flow + rng.normal(0, 1, len(t))])
+    hours = (t * 24 // 28_800) % 24
+    most = 0
+    for row, hour in zip(rows[:28_800], hours, strict=False):
+        assert det.update(row, int(hour)) == 0.0          # muted in the warm-up
+        most = max(most, len(det._buffer))
+    assert most == 1440 - 1 and det._shift is not None  # learnt at the 1,440th kept
+    usual = det._shift[:, DAILY, 0]
+    expected = 10 + 4 * np.sin(2 * np.pi * (np.arange(24) + 0.5) / 24)
+    assert np.abs(usual - expected).max() < 0.5         # every hour's usual flow
+    for row, hour in zip(rows[28_800:], hours[28_800:], strict=True):
+        det.update(row, int(hour))
+    state = det.state()
+    assert state is not None and Daily.from_state(state).state() == state
