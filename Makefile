@@ -30,6 +30,7 @@ eval: install
 	$(BIN)/python -m bench.eval_heldout
 	$(BIN)/python -m bench.eval_candidates
 	$(BIN)/python -m bench.eval_normal
+	$(BIN)/python -m bench.eval_normal --period 3 --days 3 --communities 2 --models t2
 	$(BIN)/python -m bench.eval_faults
 	$(BIN)/python -m bench.detectors
 

@@ -83,7 +83,7 @@ def simulate(registry: Registry, days: float, period_min: float, seed: int,
     while now < end:
         for sim, offset in zip(sims, offsets, strict=True):
             alerts.extend(_publish(pipeline, sim, now + offset))
-        for minute in range(int(period_min)):
+        for minute in range(max(1, int(period_min))):     # each minute, at least each step
             alerts.extend(stage.tick(int((now + minute * 60) * 1000)))
         now += step
     return injected, alerts
