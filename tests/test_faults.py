@@ -41,12 +41,25 @@ def spool_files(stack: Stack) -> list[Path]:
     return list((stack.workdir / "var" / "spool").glob("*.seg"))
 
 
+def kill_9_with_messages_out(rig: Rig, load: Load) -> None:
+    """SIGKILL the collector while the broker surely has messages out to it unacknowledged.
+
+    Frozen first: on a busy machine the load can pause just as every message so far is
+    acknowledged, and then there is nothing to redeliver and the test proves nothing. Frozen,
+    it acknowledges nothing more while the broker goes on sending it the load.
+    """
+    rig.stack.collector.send_signal(signal.SIGSTOP)
+    frozen_at = load.acknowledged
+    wait_for(lambda: load.acknowledged > frozen_at + 100, 30, "the broker to take more")
+    rig.stack.collector.send_signal(signal.SIGKILL)
+    rig.stack.collector.wait()
+
+
 def test_kill_9_mid_run_every_reading_lands_once(rig: Rig,
                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
     load = Load(rig.broker.port, rig.stack.registry, count=50_000, rate=5_000).start()
     wait_for(lambda: rig.landed(load) > 5_000, 60, "the run to be under way")
-    rig.stack.collector.send_signal(signal.SIGKILL)
-    rig.stack.collector.wait()
+    kill_9_with_messages_out(rig, load)
     at_kill = rig.landed(load)
     time.sleep(1.0)
     rig.stack.start_collector()
@@ -70,13 +83,13 @@ def test_kill_9_with_readings_without_ts_no_second_stamp(
         return rig.points(load, f"time >= {started_ms}ms AND time <= now() + 1m")
 
     wait_for(lambda: stamped() > 4_000, 60, "the run to be under way")
-    rig.stack.collector.send_signal(signal.SIGKILL)
-    rig.stack.collector.wait()
+    kill_9_with_messages_out(rig, load)
     rig.stack.start_collector()
     load.wait_acknowledged(120)
     wait_for(lambda: stamped() >= load.count, 120, "every reading to land")
     time.sleep(2)  # anything stamped twice would show up as more points than readings
-    redelivered = rig.stack.latest_metrics().get("redelivered", 0)
+    redelivered = wait_for(lambda: rig.stack.latest_metrics().get("redelivered"), 30,
+                           "the restarted collector's metrics")
     assert stamped() == load.count
     report(tmp_path_factory, f"kill -9, readings without ts | sent {load.count} | landed "
            f"{load.count}, none stamped twice | redelivered {redelivered} | dead-lettered 0")
