@@ -52,6 +52,7 @@ from collector.detect.multivariate import (
     checked_state,
     drivers_of,
     fold_weights,
+    folded,
     inverse,
     ridged,
     settings_for_device,
@@ -359,8 +360,7 @@ class Daily:
         """The block into each model's mean and covariance (deviations from the mean they
         were scored against) and into the profile; then the inverses afresh."""
         assert self._shift is not None
-        a, c, hours = self._forget, self._spread, self._hours
-        recent = self._recent
+        a, hours = self._forget, self._hours
         # Each row's deviations, as it was scored (nothing moved since): a reading less its
         # hour's offsets (most blocks lie within one hour: one row of offsets for all), or
         # a fast device's smoothed views less the means.
@@ -380,12 +380,10 @@ class Daily:
                 continue
             if m == DAILY:
                 self._add_to_profile(part, part_hours, one_hour)
-            k = len(part_hours)
-            w = fold_weights(a, k)
-            self._mean[m] += w @ part
-            self._cov[m] = (1 - a) ** k * self._cov[m] + (part.T * w) @ part
-            if recent is not None:
-                recent[m] = (1 - c) ** k * recent[m] + (part.T * fold_weights(c, k)) @ part
+            self._mean[m] += fold_weights(a, len(part)) @ part
+            self._cov[m] = folded(self._cov[m], part, a)
+            if self._recent is not None:
+                self._recent[m] = folded(self._recent[m], part, self._spread)
         self._rows, self._hours, self._only = [], [], {}
         self._prepare()
 

@@ -173,6 +173,15 @@ def fold_weights(forget: float, k: int) -> np.ndarray:
     return forget * (1 - forget) ** np.arange(k - 1, -1, -1)
 
 
+def folded(spread: np.ndarray, rows: np.ndarray, forget: float) -> np.ndarray:
+    """A spread about a mean (a covariance, a fast device's recent spread) after the k
+    deviations ``rows`` (oldest first) are folded in at once, forgetting ``forget`` a
+    reading, as k exponential-forgetting steps would have left it."""
+    k = len(rows)
+    out: np.ndarray = (1 - forget) ** k * spread + (rows.T * fold_weights(forget, k)) @ rows
+    return out
+
+
 class T2State(BaseModel):
     """A device's T² detector as a collector taking the device over receives it (cluster
     mode): plain numbers checked on the way in, never code (not a pickle)."""
@@ -507,10 +516,9 @@ class T2:
         k, a = self._k, self._forget
         block, w = self._block[:k], fold_weights(a, k)
         self._mean += w @ block
-        self._cov = (1 - a) ** k * self._cov + (block.T * w) @ block
+        self._cov = folded(self._cov, block, a)
         if self._recent is not None:
-            c = self._spread
-            self._recent = (1 - c) ** k * self._recent + (block.T * fold_weights(c, k)) @ block
+            self._recent = folded(self._recent, block, self._spread)
         self._k = 0
         self._invert()
 
