@@ -147,9 +147,28 @@ class Stack:
                 self.collector.wait()
 
     def latest_metrics(self) -> dict:
-        series = self.query("SELECT * FROM collector ORDER BY time DESC LIMIT 1")
-        return dict(zip(series[0]["columns"], series[0]["values"][0], strict=True)) \
-            if series else {}
+        """The collector's latest self-metrics point ({} before the first).
+
+        InfluxDB 1.x keeps each field of a point apart, and a point read while its write is
+        being applied can come back with some fields null (seen once in CI: ``accepted``
+        None; influxdb-python issue 397): such a read is repeated until every counter a
+        metrics point always carries is there."""
+        point: dict = {}
+        for _ in range(50):
+            series = self.query("SELECT * FROM collector ORDER BY time DESC LIMIT 1")
+            if not series:
+                return {}
+            point = dict(zip(series[0]["columns"], series[0]["values"][0], strict=True))
+            if all(point.get(name) is not None for name in METRICS_COUNTERS):
+                return point
+            time.sleep(0.1)
+        return point
+
+
+#: Fields every ``collector`` point carries (collector/metrics.py, ``Counters.point``).
+METRICS_COUNTERS = ("received", "redelivered", "accepted", "rejected", "alerts", "written",
+                    "batches", "write_retries", "write_rejected", "pending", "spooled",
+                    "replayed")
 
 
 def start_stack(workdir: Path, mosquitto: servers.Server, influxdb: servers.Server,
