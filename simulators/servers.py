@@ -195,17 +195,15 @@ def _influx_ping(port: int) -> bool:
 
 
 def _influx_takes_writes(port: int) -> bool:
-    """A database created and a point written: answering /ping is not yet taking writes (a
-    CI run saw the first write after a fresh start refused with 404, database not found)."""
+    """A database created and a point written: answering /ping is not yet taking writes."""
     base = f"http://127.0.0.1:{port}"
     try:
-        urllib.request.urlopen(urllib.request.Request(
-            f"{base}/query", data=b"q=CREATE+DATABASE+_ready", method="POST"), timeout=2).close()
+        influx_create_database(base, "_ready", timeout=2)
         with urllib.request.urlopen(urllib.request.Request(
                 f"{base}/write?db=_ready", data=b"ready v=1", method="POST"),
                 timeout=2) as resp:
             return bool(resp.status == 204)
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, ServerError, ValueError, KeyError):
         return False
 
 
@@ -245,6 +243,31 @@ class EmbeddedBroker:
         with contextlib.suppress(Exception):  # best effort at exit; the thread is a daemon
             asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def influx_statement(url: str, statement: str, timeout: float = 10.0) -> None:
+    """Run one InfluxQL statement that returns nothing (``CREATE DATABASE``, ``DROP ...``)
+    on a 1.x server, reading its whole answer.
+
+    The answer must be read to its end: InfluxDB sends its 200 header before it runs the
+    statement and abandons the statement when the client hangs up, so a POST closed after
+    the header can leave the database uncreated (a CI run on 2026-12-04 saw the next write
+    refused with 404; a test here saw a DROP not done).
+
+    Raises:
+        ServerError: the server answered with an error.
+    """
+    data = urllib.parse.urlencode({"q": statement}).encode()
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{url}/query", data=data, method="POST"), timeout=timeout) as resp:
+        result = json.load(resp)["results"][0]
+    if "error" in result:
+        raise ServerError(f"InfluxDB refused {statement!r}: {result['error']}")
+
+
+def influx_create_database(url: str, database: str, timeout: float = 10.0) -> None:
+    """Create ``database`` on a 1.x server (see :func:`influx_statement`)."""
+    influx_statement(url, f'CREATE DATABASE "{database}"', timeout)
 
 
 def influx_query(url: str, database: str, query: str, timeout: float = 10.0) -> list[Any]:

@@ -59,6 +59,11 @@ class InfluxWriter:
         response = await self._post(path, params=params, headers=headers, content=body)
         error = classify(response)
         if error is not None:
+            if response.status_code == 404 and self._settings.api == "v1" \
+                    and self._settings.create_database:
+                # The database is gone (dropped by hand, or a CREATE answered 200 with its
+                # error in the body): the slow retry of this batch creates it again.
+                self._database_ready = False
             raise error
 
     def _request_shape(self) -> tuple[str, dict[str, str], dict[str, str]]:

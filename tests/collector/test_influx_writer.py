@@ -238,3 +238,29 @@ def test_a_server_that_never_answers_times_out() -> None:
         server.close()
 
     asyncio.run(go())
+
+
+def test_a_missing_database_is_created_again_on_the_next_write() -> None:
+    """A 404 (the database dropped after it was created) is kept as a fault to shout about,
+    and the next write creates the database again instead of failing for ever."""
+    writes: list[int] = []
+
+    def script(r: Request) -> bytes | None:
+        if r.path == "/query":
+            return answer(200, {"results": [{"statement_id": 0}]})
+        writes.append(1)
+        return answer(404, {"error": 'database not found: "sc"'}) if len(writes) == 1 \
+            else answer(204)
+
+    srv = Server(script)
+
+    async def go() -> None:
+        settings = InfluxSettings(database="sc", timeout_s=0.5)
+        async with srv as url, InfluxWriter(settings.model_copy(update={"url": url})) as w:
+            with pytest.raises(AuthWriteError, match="database not found"):
+                await w.write(BODY)
+            await w.write(BODY)
+            await w.write(BODY)
+
+    asyncio.run(go())
+    assert [r.path for r in srv.requests] == ["/query", "/write", "/query", "/write", "/write"]

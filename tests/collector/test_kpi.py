@@ -63,8 +63,7 @@ def inlet_flow(now_ms: int) -> list[tuple[int, float]]:
 
 def test_indicators_and_the_city_share(influxdb: servers.Server, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{influxdb.port}"
-    urllib.request.urlopen(urllib.request.Request(
-        f"{url}/query", data=b"q=CREATE+DATABASE+kpi", method="POST"), timeout=10).close()
+    servers.influx_create_database(url, "kpi")
     now = int(time.time() * 1000)
     urllib.request.urlopen(urllib.request.Request(
         f"{url}/write?db=kpi&precision=ms", data=known_points(now), method="POST"),

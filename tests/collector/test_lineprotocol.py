@@ -61,8 +61,7 @@ AWKWARD = ["plain", "a b", "a,b", "a=b", 'a"b', "a\\b", "x\\ y", "中文 社区"
 @pytest.mark.integration
 def test_awkward_text_round_trips_through_influxdb(influxdb: servers.Server) -> None:
     url = f"http://127.0.0.1:{influxdb.port}"
-    urllib.request.urlopen(urllib.request.Request(
-        f"{url}/query", data=b"q=CREATE+DATABASE+lp", method="POST"), timeout=10).close()
+    servers.influx_create_database(url, "lp")
     points = [Point("odd measurement,name", (("tag key", text), ("t=k", text)),
                     (("field key,1", text), ("multi", text + "\nsecond line"), ("f", 0.1),
                      ("i", 7), ("b", False), ("tiny", TINY[i % len(TINY)]),
