@@ -247,22 +247,19 @@ class EmbeddedBroker:
 
 def influx_statement(url: str, statement: str, timeout: float = 10.0) -> None:
     """Run one InfluxQL statement that returns nothing (``CREATE DATABASE``, ``DROP ...``)
-    on a 1.x server, reading its whole answer.
+    on a 1.x server, as a POST.
 
-    The answer must be read to its end: InfluxDB sends its 200 header before it runs the
-    statement and abandons the statement when the client hangs up, so a POST closed after
-    the header can leave the database uncreated (a CI run on 2026-12-04 saw the next write
-    refused with 404; a test here saw a DROP not done).
+    Its answer is read to the end (:func:`_first_result`): InfluxDB sends its 200 header
+    before it runs the statement and abandons the statement when the client hangs up, so a
+    POST closed after the header can leave the database uncreated (a CI run on 2026-12-04
+    saw the next write refused with 404; a test here saw a DROP not done).
 
     Raises:
         ServerError: the server answered with an error.
     """
     data = urllib.parse.urlencode({"q": statement}).encode()
-    with urllib.request.urlopen(urllib.request.Request(
-            f"{url}/query", data=data, method="POST"), timeout=timeout) as resp:
-        result = json.load(resp)["results"][0]
-    if "error" in result:
-        raise ServerError(f"InfluxDB refused {statement!r}: {result['error']}")
+    _first_result(urllib.request.Request(f"{url}/query", data=data, method="POST"),
+                  statement, timeout)
 
 
 def influx_create_database(url: str, database: str, timeout: float = 10.0) -> None:
@@ -277,10 +274,20 @@ def influx_query(url: str, database: str, query: str, timeout: float = 10.0) -> 
         ServerError: the server answered with an error.
     """
     params = urllib.parse.urlencode({"db": database, "q": query, "epoch": "ms"})
-    with urllib.request.urlopen(f"{url}/query?{params}", timeout=timeout) as resp:
-        body = json.load(resp)
-    result = body["results"][0]
-    if "error" in result:
-        raise ServerError(f"InfluxDB refused {query!r}: {result['error']}")
+    result = _first_result(urllib.request.Request(f"{url}/query?{params}"), query, timeout)
     series: list[Any] = result.get("series", [])
     return series
+
+
+def _first_result(request: urllib.request.Request, statement: str,
+                  timeout: float) -> dict[str, Any]:
+    """The first statement's result of a /query answer, read to its end.
+
+    Raises:
+        ServerError: the server answered with an error.
+    """
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        result: dict[str, Any] = json.load(resp)["results"][0]
+    if "error" in result:
+        raise ServerError(f"InfluxDB refused {statement!r}: {result['error']}")
+    return result

@@ -36,7 +36,10 @@ class InfluxWriter:
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
         self._client: Client | None = None
-        self._database_ready = not (settings.api == "v1" and settings.create_database)
+        #: Whether this writer creates its database (v1): before the first write, and again
+        #: after a write answered 404.
+        self._creates = settings.api == "v1" and settings.create_database
+        self._database_ready = not self._creates
 
     async def __aenter__(self) -> InfluxWriter:
         self._client = Client(self._settings.url, self._settings.timeout_s)
@@ -59,10 +62,9 @@ class InfluxWriter:
         response = await self._post(path, params=params, headers=headers, content=body)
         error = classify(response)
         if error is not None:
-            if response.status_code == 404 and self._settings.api == "v1" \
-                    and self._settings.create_database:
-                # The database is gone (dropped by hand, or a CREATE answered 200 with its
-                # error in the body): the slow retry of this batch creates it again.
+            if response.status_code == 404 and self._creates:
+                # The database is gone (dropped by hand): the slow retry of this batch
+                # creates it again.
                 self._database_ready = False
             raise error
 
@@ -148,7 +150,8 @@ def classify(response: Response) -> WriteError | None:
     if status in (401, 403):
         return AuthWriteError(message, status)
     if status == 404:
-        # A missing database or bucket; v1 creates it, so this is a configuration fault.
+        # A missing database or bucket: a configuration fault, or a v1 database dropped
+        # under a running writer (which creates it again before the next write).
         return AuthWriteError(message, status)
     return RetryableWriteError(message, status)
 
